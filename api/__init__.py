@@ -1,0 +1,38 @@
+"""The Flask app factory: wiring only (settings, Redis, storage, blueprints, error handlers)."""
+from __future__ import annotations
+
+from flask import Flask, Response
+
+from api import catalog, errors, events, jobs, ops
+from api.context import EXTENSION, ApiContext
+from shared.config import Settings
+from shared.connection import connect
+from shared.storage import storage_from_settings
+from shared.template_catalog import load_catalog
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    connection = connect(settings)
+    app.extensions[EXTENSION] = ApiContext(
+        settings=settings,
+        connection=connection,
+        storage=storage_from_settings(settings, connection),
+        templates=load_catalog(settings.templates_dir),
+    )
+    errors.init_app(app)
+    for blueprint in (jobs.bp, events.bp, catalog.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    app.after_request(_security_headers)
+    return app
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype in ("application/json", errors.PROBLEM_JSON):
+        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    return response

@@ -1,0 +1,90 @@
+"""Bearer key -> tenant, checked in constant time; signed link tokens for browser-followable links."""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import time
+from typing import Callable, TypeVar
+
+from flask import g, request
+
+from api.context import ctx
+from api.errors import ApiError
+from api.lookup import job_tenant
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def tenant_for_key(presented: str, api_keys: dict[str, str]) -> str | None:
+    """Compare against every key so timing reveals neither which key matched nor how far."""
+    found = None
+    for key, tenant in api_keys.items():
+        if hmac.compare_digest(presented.encode(), key.encode()):
+            found = tenant
+    return found
+
+
+def bearer_tenant() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    return tenant_for_key(presented.strip(), ctx().settings.api_keys)
+
+
+def require_tenant(view: F) -> F:
+    @functools.wraps(view)
+    def wrapped(*args: object, **kwargs: object) -> object:
+        tenant = bearer_tenant()
+        if tenant is None:
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <key>' with a valid API key",
+                           headers={"WWW-Authenticate": 'Bearer realm="pdfq"'})
+        g.tenant = tenant
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _signature(secret: str, tenant: str, job_id: str, route: str, expires: int) -> str:
+    message = f"{tenant}\n{job_id}\n{route}\n{expires}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
+
+
+def link_token(tenant: str, job_id: str, route: str) -> str:
+    """A token scoped to one job and one route, valid for LINK_TTL_S."""
+    settings = ctx().settings
+    expires = int(time.time()) + settings.link_ttl_s
+    return f"{expires}.{_signature(settings.secret_key, tenant, job_id, route, expires)}"
+
+
+def token_tenant(token: str, job_id: str, route: str) -> str | None:
+    """The tenant a valid, unexpired token was issued to; the tenant is checked against the job."""
+    expires_raw, _, signature = token.partition(".")
+    if not expires_raw.isdigit() or int(expires_raw) < time.time():
+        return None
+    tenant = job_tenant(job_id)
+    if tenant is None:
+        return None
+    expected = _signature(ctx().settings.secret_key, tenant, job_id, route, int(expires_raw))
+    return tenant if hmac.compare_digest(expected, signature) else None
+
+
+def require_tenant_or_token(route: str) -> Callable[[F], F]:
+    """For links a browser follows (`<a href>`, EventSource): Bearer key or `?token=`."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(job_id: str, *args: object, **kwargs: object) -> object:
+            token = request.args.get("token")
+            tenant = token_tenant(token, job_id, route) if token else bearer_tenant()
+            if tenant is None:
+                raise ApiError(401, "unauthorized", "a valid API key or an unexpired link token is required")
+            g.tenant = tenant
+            return view(job_id, *args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorate

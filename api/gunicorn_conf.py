@@ -1,0 +1,14 @@
+"""gunicorn settings: gevent workers so event streams do not each hold a worker."""
+from __future__ import annotations
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_connections = 1000
+timeout = 30
+graceful_timeout = 25
+keepalive = 5
+accesslog = None
+errorlog = "-"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what is missing: Debian packages (Redis, WeasyPrint's libraries), the venv and its requirements.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUIREMENTS="${1:-requirements.txt}"
+SYSTEM_PACKAGES=(redis-server libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$REQUIREMENTS")"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing $REQUIREMENTS" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . >/dev/null
+  touch "$stamp"
+fi

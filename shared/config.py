@@ -1,0 +1,128 @@
+"""Settings: every environment variable the service reads, parsed once, with named defaults."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_STORAGE_URL = "file://./data/pdfs"
+DEFAULT_RESULT_TTL_S = 86_400
+"""How long, in seconds, a finished job's PDF and record are kept."""
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Largest accepted request body, in bytes."""
+DEFAULT_MAX_ACTIVE_JOBS_PER_TENANT = 100
+"""Queued + started jobs one tenant may hold before `429 tenant_limit`."""
+DEFAULT_MAX_QUEUED_JOBS = 10_000
+"""Jobs all queues together may hold before `503 queue_full`."""
+DEFAULT_LINK_TTL_S = 3600
+"""Lifetime, in seconds, of the signed tokens in `links.pdf` / `links.events`."""
+DEFAULT_MAX_PAGES = 500
+"""A document longer than this many pages fails instead of exhausting the worker."""
+DEFAULT_WORKER_MAX_RSS_MB = 1024
+"""A worker whose resident memory passes this many MiB retires after its current job."""
+DEV_TENANT = "dev"
+DEV_KEY = "dev-key"
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """Turn `tenant1:key1,tenant2:key2` into {key: tenant}; a tenant may hold several keys."""
+    keys: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        tenant, sep, key = pair.partition(":")
+        if not sep or not tenant.strip() or not key.strip():
+            raise ConfigError("API_KEYS must look like 'tenant1:key1,tenant2:key2'")
+        keys[key.strip()] = tenant.strip()
+    return keys
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_ssl_cert_reqs: str | None = None
+    api_keys: dict[str, str] = field(default_factory=lambda: {DEV_KEY: DEV_TENANT})
+    storage_url: str = DEFAULT_STORAGE_URL
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_active_jobs_per_tenant: int = DEFAULT_MAX_ACTIVE_JOBS_PER_TENANT
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS
+    allow_private_webhooks: bool = False
+    allowed_asset_hosts: frozenset[str] = frozenset()
+    link_ttl_s: int = DEFAULT_LINK_TTL_S
+    secret_key: str = DEV_SECRET_KEY
+    webhook_secret: str = ""
+    dashboard_user: str = "admin"
+    dashboard_password: str = ""
+    app_env: str = "development"
+    max_pages: int = DEFAULT_MAX_PAGES
+    worker_max_rss_mb: int = DEFAULT_WORKER_MAX_RSS_MB
+    templates_dir: Path = PROJECT_ROOT / "templates"
+
+    @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; in production refuse the insecure development fallbacks."""
+        env = os.environ if env is None else env
+        production = env.get("APP_ENV", "").strip() == "production"
+        raw_keys = env.get("API_KEYS", "").strip()
+        if raw_keys:
+            api_keys = parse_api_keys(raw_keys)
+        elif production:
+            raise ConfigError("APP_ENV=production needs API_KEYS")
+        else:
+            log.warning("API_KEYS is unset: serving the single development key for tenant 'dev'")
+            api_keys = {DEV_KEY: DEV_TENANT}
+        if production and DEV_KEY in api_keys:
+            raise ConfigError("APP_ENV=production refuses the development key 'dev-key'")
+        secret_key = env.get("SECRET_KEY", "").strip()
+        if not secret_key:
+            if production:
+                raise ConfigError("APP_ENV=production needs SECRET_KEY")
+            secret_key = DEV_SECRET_KEY
+        hosts = frozenset(h.strip().lower() for h in env.get("ALLOWED_ASSET_HOSTS", "").split(",") if h.strip())
+        return cls(
+            redis_url=env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL,
+            redis_ssl_cert_reqs=env.get("REDIS_SSL_CERT_REQS", "").strip() or None,
+            api_keys=api_keys,
+            storage_url=env.get("STORAGE_URL", "").strip() or DEFAULT_STORAGE_URL,
+            result_ttl_s=_int(env, "RESULT_TTL_S", DEFAULT_RESULT_TTL_S),
+            max_payload_bytes=_int(env, "MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES),
+            max_active_jobs_per_tenant=_int(env, "MAX_ACTIVE_JOBS_PER_TENANT", DEFAULT_MAX_ACTIVE_JOBS_PER_TENANT),
+            max_queued_jobs=_int(env, "MAX_QUEUED_JOBS", DEFAULT_MAX_QUEUED_JOBS),
+            allow_private_webhooks=_flag(env, "ALLOW_PRIVATE_WEBHOOKS"),
+            allowed_asset_hosts=hosts,
+            link_ttl_s=_int(env, "LINK_TTL_S", DEFAULT_LINK_TTL_S),
+            secret_key=secret_key,
+            webhook_secret=env.get("WEBHOOK_SECRET", ""),
+            dashboard_user=env.get("DASHBOARD_USER", "").strip() or "admin",
+            dashboard_password=env.get("DASHBOARD_PASSWORD", ""),
+            app_env=env.get("APP_ENV", "").strip() or "development",
+            max_pages=_int(env, "MAX_PAGES", DEFAULT_MAX_PAGES),
+            worker_max_rss_mb=_int(env, "WORKER_MAX_RSS_MB", DEFAULT_WORKER_MAX_RSS_MB),
+        )

@@ -1,0 +1,84 @@
+"""The single path from a validated request to an RQ job (used by the API and by schedules)."""
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+from rq import Callback, Retry
+from rq.job import Job
+
+from shared import keys
+from shared.config import Settings
+from shared.queues import queue_for
+from shared.records import new_meta
+from shared.schema import JobRequest
+
+RENDER_FUNCTION = "worker.jobs.render_pdf"
+FAILURE_CALLBACK = "worker.jobs.on_render_failure"
+STOPPED_CALLBACK = "worker.jobs.on_render_stopped"
+RETRY_BASE_DELAY_S = 2.0
+"""Delay before the first retry, in seconds; each later retry waits twice as long (± jitter)."""
+RETRY_MAX_DELAY_S = 300.0
+
+
+def retry_delays(max_retries: int, rng: random.Random | None = None) -> list[int]:
+    """Exponential backoff with full jitter, one delay per retry (RQ reads the list by index)."""
+    rng = rng or random.Random()
+    delays = []
+    for attempt in range(max_retries):
+        ceiling = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
+        delays.append(max(1, round(rng.uniform(ceiling / 2, ceiling))))
+    return delays
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def render_kwargs(request: JobRequest) -> dict[str, Any]:
+    """What the worker needs to render; kept out of meta so the job resource stays small."""
+    return {"template": request.template, "html": request.html, "data": request.data, "css": request.css}
+
+
+def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, settings: Settings,
+                   job_id: str | None = None, pipeline: Pipeline | None = None) -> Job:
+    """Create the job in its priority queue, indexed under its tenant; pass a pipeline to batch."""
+    job_id = job_id or new_job_id()
+    meta = new_meta(
+        tenant=tenant,
+        template=request.template or "inline",
+        filename=request.filename or f"{job_id}.pdf",
+        priority=request.priority.value,
+        max_retries=request.max_retries,
+        timeout_s=request.timeout_s,
+        metadata=request.metadata,
+        webhook_url=request.webhook_url,
+    )
+    retry = Retry(max=request.max_retries, interval=retry_delays(request.max_retries)) if request.max_retries else None
+    own_pipeline = pipeline is None
+    pipe = connection.pipeline() if own_pipeline else pipeline
+    job = queue_for(request.priority, connection).enqueue(
+        RENDER_FUNCTION,
+        kwargs=render_kwargs(request),
+        job_id=job_id,
+        job_timeout=request.timeout_s,
+        result_ttl=settings.result_ttl_s,
+        failure_ttl=settings.result_ttl_s,
+        ttl=None,
+        retry=retry,
+        meta=meta,
+        description=f"render {meta['template']} for {tenant}",
+        on_failure=Callback(FAILURE_CALLBACK),
+        on_stopped=Callback(STOPPED_CALLBACK),
+        pipeline=pipe,
+    )
+    pipe.zadd(keys.tenant_jobs(tenant), {job_id: int(time.time() * 1000)})
+    pipe.sadd(keys.active_jobs(tenant), job_id)
+    pipe.hincrby(keys.stats("enqueued"), request.priority.value, 1)
+    if own_pipeline:
+        pipe.execute()
+    return job

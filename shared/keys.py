@@ -1,0 +1,31 @@
+"""Every Redis key this project writes (RQ's own keys stay RQ's)."""
+from __future__ import annotations
+
+PREFIX = "pdfq:"
+
+
+def tenant_jobs(tenant: str) -> str:
+    """Sorted set of a tenant's job ids, scored by creation time (ms)."""
+    return f"{PREFIX}tenant:{tenant}:jobs"
+
+
+def idempotency(tenant: str, key_hash: str) -> str:
+    return f"{PREFIX}idem:{tenant}:{key_hash}"
+
+
+def job_events(job_id: str) -> str:
+    """Pub/sub channel announcing a change of one job's status or progress."""
+    return f"{PREFIX}events:{job_id}"
+
+
+def pdf_blob(job_id: str) -> str:
+    return f"{PREFIX}pdf:{job_id}"
+
+
+def active_jobs(tenant: str) -> str:
+    """Set of a tenant's queued/started job ids, for the admission limit."""
+    return f"{PREFIX}tenant:{tenant}:active"
+
+
+def stats(name: str) -> str:
+    return f"{PREFIX}stats:{name}"

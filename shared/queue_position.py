@@ -1,0 +1,47 @@
+"""Where a queued job stands and how long it will likely wait, from live queue and worker figures."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import fmean
+
+from redis import Redis
+from rq import Worker
+
+from shared import keys
+from shared.queues import QUEUE_ORDER, queue_for
+
+RECENT_FOR_ESTIMATE = 100
+"""How many recent render times feed the wait estimate."""
+DEFAULT_RENDER_S = 1.0
+"""Assumed render time, in seconds, before any job has completed."""
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    lengths: dict[str, int]
+    workers: int
+    avg_render_s: float
+
+    @classmethod
+    def take(cls, connection: Redis) -> QueueSnapshot:
+        with connection.pipeline(transaction=False) as pipe:
+            for priority in QUEUE_ORDER:
+                pipe.llen(queue_for(priority, connection).key)
+            pipe.lrange(keys.stats("render_ms"), 0, RECENT_FOR_ESTIMATE - 1)
+            *lengths, recent = pipe.execute()
+        workers = Worker.count(connection=connection)
+        avg = fmean(float(ms) for ms in recent) / 1000 if recent else DEFAULT_RENDER_S
+        return cls(dict(zip((p.value for p in QUEUE_ORDER), lengths)), workers, avg)
+
+    def position(self, connection: Redis, priority: str, job_id: str) -> dict[str, float | int | None]:
+        """Jobs ahead across all higher queues plus this queue (0 = next), and the wait that implies."""
+        own = queue_for(priority, connection).get_job_position(job_id)
+        if own is None:
+            return {"queue_position": None, "estimated_wait_s": None}
+        ahead = own
+        for higher in QUEUE_ORDER:
+            if higher.value == priority:
+                break
+            ahead += self.lengths[higher.value]
+        rounds = ahead // max(self.workers, 1) + 1
+        return {"queue_position": ahead, "estimated_wait_s": round(rounds * self.avg_render_s, 2)}

@@ -1,0 +1,83 @@
+"""Request models: the single definition that validates input and documents the API."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from shared.queues import Priority
+
+MAX_METADATA_BYTES = 4096
+"""Largest `metadata` object, serialised as JSON, in bytes."""
+MAX_BATCH_JOBS = 500
+MAX_FILENAME_CHARS = 128
+_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(raw: str) -> str | None:
+    """A download name that cannot traverse paths or break a Content-Disposition header."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base[:-4] if base.lower().endswith(".pdf") else base
+    stem = _UNSAFE_FILENAME_CHARS.sub("-", stem).strip(".-")[: MAX_FILENAME_CHARS - 4]
+    return f"{stem}.pdf" if stem else None
+
+
+class JobRequest(BaseModel):
+    """What a client asks to render (`POST /v1/jobs`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str | None = Field(None, description="Name from GET /v1/templates", max_length=200)
+    html: str | None = Field(None, description="Inline Jinja2 source, rendered in a sandbox")
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    filename: str | None = Field(None, max_length=255)
+    css: str | None = None
+    max_retries: int = Field(3, ge=0, le=10)
+    timeout_s: int = Field(120, ge=1, le=600)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: str | None = Field(None, max_length=2048)
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, name: str | None, info: ValidationInfo) -> str | None:
+        known = (info.context or {}).get("templates")
+        if name is not None and known is not None and name not in known:
+            raise ValueError(f"unknown template {name!r}; GET /v1/templates lists them")
+        return name
+
+    @field_validator("filename")
+    @classmethod
+    def _sanitise_filename(cls, raw: str | None) -> str | None:
+        return safe_filename(raw) if raw is not None else None
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(metadata, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
+        return metadata
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _public_webhook(cls, url: str | None, info: ValidationInfo) -> str | None:
+        check = (info.context or {}).get("check_webhook_url")
+        if url is not None and check is not None:
+            check(url)
+        return url
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobRequest:
+        if (self.template is None) == (self.html is None):
+            raise ValueError("exactly one of 'template' or 'html' is required")
+        return self
+
+
+class BatchRequest(BaseModel):
+    """Several job requests validated all-or-nothing (`POST /v1/jobs/batch`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH_JOBS)

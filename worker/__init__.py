@@ -1,0 +1,1 @@
+"""RQ job functions and worker start-up; imports `shared/`, never `api/`."""

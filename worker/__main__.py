@@ -1,0 +1,32 @@
+"""`python -m worker`: one RQ worker draining urgent, high, normal, low in that order."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from shared.errors import ConfigError
+from shared.logs import configure_logging
+from worker.process import build_worker, check_fast_font_subsetter, warm_up
+from worker.runtime import get_runtime
+
+log = logging.getLogger("worker")
+
+
+def main() -> int:
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        check_fast_font_subsetter()
+        runtime = get_runtime()
+        warm_up()
+    except ConfigError as exc:
+        log.error("worker refused to start", extra={"reason": str(exc)})
+        return 2
+    worker = build_worker(runtime.connection)
+    log.info("worker ready", extra={"worker": worker.name, "queues": [q.name for q in worker.queues]})
+    worker.work(with_scheduler=True, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The render's only door to resources: data: URIs, files under templates/, allow-listed https hosts."""
+from __future__ import annotations
+
+import logging
+import mimetypes
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from weasyprint.urls import URLFetcher, URLFetcherResponse, URLFetchingError
+
+from shared.netguard import BlockedTarget, check_public_url
+
+log = logging.getLogger(__name__)
+
+MAX_REMOTE_ASSET_BYTES = 5 * 1024 * 1024
+"""Largest remote asset fetched from an allow-listed host, in bytes."""
+REMOTE_ASSET_TIMEOUT_S = 5
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        raise URLFetchingError(f"redirect refused: {req.full_url} -> {newurl}")
+
+
+class RestrictedURLFetcher(URLFetcher):
+    """Refused URLs raise URLFetchingError: WeasyPrint logs it and renders without the resource."""
+
+    def __init__(self, templates_dir: Path, allowed_hosts: frozenset[str]) -> None:
+        super().__init__(timeout=REMOTE_ASSET_TIMEOUT_S, allowed_protocols=("data", "file", "https"),
+                         allow_redirects=False)
+        self.root = templates_dir.resolve()
+        self.allowed_hosts = allowed_hosts
+        self._https = urllib.request.build_opener(_NoRedirect)
+
+    def fetch(self, url: str, headers: dict[str, str] | None = None) -> URLFetcherResponse:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "data":
+            return super().fetch(url, headers)
+        if scheme == "file":
+            return self._fetch_template_file(url)
+        if scheme == "https":
+            return self._fetch_allowed_host(url)
+        return self._refuse(url, "scheme not allowed")
+
+    def _refuse(self, url: str, reason: str) -> URLFetcherResponse:
+        log.warning("asset refused", extra={"url": url[:200], "reason": reason})
+        raise URLFetchingError(f"refused {url[:200]}: {reason}")
+
+    def _fetch_template_file(self, url: str) -> URLFetcherResponse:
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            return self._refuse(url, "remote file URL")
+        # resolve() follows symlinks and '..', so the check sees the real target.
+        path = Path(unquote(parts.path)).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            return self._refuse(url, "outside templates/")
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return URLFetcherResponse(path.as_uri(), body=path.read_bytes(), headers={"Content-Type": mime})
+
+    def _fetch_allowed_host(self, url: str) -> URLFetcherResponse:
+        host = (urlsplit(url).hostname or "").lower()
+        if host not in self.allowed_hosts:
+            return self._refuse(url, "host not in ALLOWED_ASSET_HOSTS")
+        try:
+            check_public_url(url, schemes=frozenset({"https"}))
+        except BlockedTarget as exc:
+            return self._refuse(url, str(exc))
+        with self._https.open(urllib.request.Request(url), timeout=REMOTE_ASSET_TIMEOUT_S) as response:
+            body = response.read(MAX_REMOTE_ASSET_BYTES + 1)
+            if len(body) > MAX_REMOTE_ASSET_BYTES:
+                return self._refuse(url, "asset too large")
+            return URLFetcherResponse(url, body=body, headers={"Content-Type": response.headers.get_content_type()})

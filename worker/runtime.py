@@ -1,0 +1,29 @@
+"""Per-process state a worker builds once (before forking) and every job reuses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from redis import Redis
+
+from shared.config import Settings
+from shared.connection import connect
+from shared.storage import PdfStorage, storage_from_settings
+from worker.render import Renderer
+
+
+@dataclass(frozen=True)
+class WorkerRuntime:
+    settings: Settings
+    connection: Redis
+    renderer: Renderer
+    storage: PdfStorage
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> WorkerRuntime:
+    settings = Settings.from_env()
+    connection = connect(settings)
+    renderer = Renderer(settings.templates_dir, allowed_asset_hosts=settings.allowed_asset_hosts,
+                        max_pages=settings.max_pages)
+    return WorkerRuntime(settings, connection, renderer, storage_from_settings(settings, connection))
