@@ -1,0 +1,134 @@
+"""Every error the API gives is problem+json with the contract's status and code."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+
+from api.errors import PROBLEM_JSON
+
+pytestmark = pytest.mark.usefixtures("no_workers")
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.data[:500]
+    assert response.mimetype == PROBLEM_JSON
+    body = response.json
+    assert {"type", "title", "status", "detail", "code"} <= set(body)
+    assert body["status"] == status and body["code"] == code
+    return body
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
+                                     {"Authorization": "Bearer "}])
+def test_missing_or_unknown_key_is_unauthorized(client, headers: dict[str, str]) -> None:
+    """No key, a wrong key or another scheme answers 401 unauthorized."""
+    assert_problem(client.get("/v1/jobs", headers=headers), 401, "unauthorized")
+    assert_problem(client.post("/v1/jobs", json={"html": "x"}, headers=headers), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\"text\"", b"\xff\xfe"])
+def test_body_that_is_not_a_json_object(client, auth, body: bytes) -> None:
+    """Malformed JSON or a non-object body answers 400 invalid_json."""
+    response = client.post("/v1/jobs", data=body, content_type="application/json", headers=auth.headers())
+    assert_problem(response, 400, "invalid_json")
+
+
+def test_wrong_media_type(client, auth) -> None:
+    """A POST that is not application/json answers 415."""
+    response = client.post("/v1/jobs", data="html=x", content_type="application/x-www-form-urlencoded",
+                           headers=auth.headers())
+    assert_problem(response, 415, "unsupported_media_type")
+
+
+def test_payload_too_large(client, auth, settings) -> None:
+    """A body over MAX_PAYLOAD_BYTES answers 413."""
+    body = json.dumps({"html": "x" * (settings.max_payload_bytes + 10)})
+    response = client.post("/v1/jobs", data=body, content_type="application/json", headers=auth.headers())
+    assert_problem(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"template": "nope.html"}, "template"),
+    ({}, "body"),
+    ({"html": "x", "template": "invoice.html"}, "body"),
+    ({"html": "x", "priority": "asap"}, "priority"),
+    ({"html": "x", "max_retries": 11}, "max_retries"),
+    ({"html": "x", "timeout_s": 0}, "timeout_s"),
+    ({"html": "x", "timeout_s": 601}, "timeout_s"),
+    ({"html": "x", "data": [1]}, "data"),
+    ({"html": "x", "metadata": {"blob": "y" * 5000}}, "metadata"),
+    ({"html": "x", "webhook_url": "http://127.0.0.1:9/hook"}, "webhook_url"),
+    ({"html": "x", "webhook_url": "ftp://example.com/x"}, "webhook_url"),
+    ({"html": "x", "unexpected": 1}, "unexpected"),
+])
+def test_validation_errors_name_the_field(client, auth, body: dict, field: str) -> None:
+    """Schema violations answer 422 validation_error with the offending field named."""
+    problem = assert_problem(client.post("/v1/jobs", json=body, headers=auth.headers()), 422, "validation_error")
+    assert field in [e["field"] for e in problem["errors"]]
+
+
+def test_batch_error_names_the_item_and_enqueues_nothing(client, auth, redis) -> None:
+    """One bad item in a batch rejects the whole batch, naming jobs[i].field."""
+    body = {"jobs": [{"html": "<p>ok</p>"}, {"html": "<p>ok</p>"}, {"template": "missing.html"}]}
+    problem = assert_problem(client.post("/v1/jobs/batch", json=body, headers=auth.headers()), 422,
+                             "validation_error")
+    assert problem["errors"][0]["field"] == "jobs[2].template"
+    assert client.get("/v1/jobs", headers=auth.headers()).json["jobs"] == []
+
+
+def test_unknown_job_and_route(client, auth) -> None:
+    """Unknown ids and unknown paths answer 404 not_found as problem+json."""
+    assert_problem(client.get("/v1/jobs/does-not-exist", headers=auth.headers()), 404, "not_found")
+    assert_problem(client.get("/v1/jobs/../../etc/passwd", headers=auth.headers()), 404, "not_found")
+    assert_problem(client.get("/nowhere"), 404, "not_found")
+
+
+def test_method_not_allowed_keeps_allow_header(client, auth) -> None:
+    """A known route with the wrong method answers 405 with Allow."""
+    response = client.put("/v1/jobs", json={}, headers=auth.headers())
+    assert_problem(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=abc", "status=done", "cursor=nope"])
+def test_bad_list_parameters(client, auth, query: str) -> None:
+    """Out-of-range list parameters answer 422."""
+    assert_problem(client.get(f"/v1/jobs?{query}", headers=auth.headers()), 422, "validation_error")
+
+
+def test_unexpected_exception_is_problem_json_not_html(app: Flask, auth) -> None:
+    """A bug in a view still answers problem+json 500 with no stack trace."""
+    app.testing = False
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "secret internals" not in json.dumps(body) and "Traceback" not in response.text
+
+
+def test_redis_down_is_backend_unavailable(env, auth) -> None:
+    """With Redis unreachable the API answers 503 backend_unavailable with Retry-After."""
+    from api import create_app
+    from shared.config import Settings
+    from tests.support import free_port
+
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    client = create_app(Settings.from_env(env)).test_client()
+    response = client.post("/v1/jobs", json={"html": "x"}, headers=auth.headers())
+    assert_problem(response, 503, "backend_unavailable")
+    assert response.headers["Retry-After"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["status"] == "unready"
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_readyz_needs_a_worker(client) -> None:
+    """/readyz is 503 naming the missing worker when none is registered."""
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["checks"] == {"redis": "ok", "workers": "no worker registered"}

@@ -1,0 +1,70 @@
+"""Settings from the environment, and the two PDF storage backends."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.config import DEV_KEY, Settings, parse_api_keys
+from shared.errors import ConfigError
+from shared.storage import FileStorage, RedisStorage, storage_from_settings
+
+
+def test_api_keys_map_keys_to_tenants() -> None:
+    """A tenant may hold several keys."""
+    assert parse_api_keys("a:k1, a:k2,b:k3") == {"k1": "a", "k2": "a", "k3": "b"}
+    with pytest.raises(ConfigError):
+        parse_api_keys("no-colon")
+
+
+def test_development_falls_back_to_dev_key(caplog: pytest.LogCaptureFixture) -> None:
+    """Without API_KEYS outside production the dev key serves tenant dev, with a warning."""
+    settings = Settings.from_env({})
+    assert settings.api_keys == {DEV_KEY: "dev"}
+    assert "API_KEYS is unset" in caplog.text
+
+
+@pytest.mark.parametrize("env", [
+    {"APP_ENV": "production", "SECRET_KEY": "s"},
+    {"APP_ENV": "production", "API_KEYS": f"t:{DEV_KEY}", "SECRET_KEY": "s"},
+    {"APP_ENV": "production", "API_KEYS": "t:k"},
+    {"RESULT_TTL_S": "soon"},
+])
+def test_refuses_unsafe_or_malformed_settings(env: dict[str, str]) -> None:
+    """Production refuses to start without keys/secret or with the dev key; bad numbers are errors."""
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
+
+
+def test_file_storage_round_trip_and_retention(tmp_path: Path) -> None:
+    """Files are written atomically, read back, and treated as gone after retention."""
+    storage = FileStorage(tmp_path, ttl_s=60)
+    storage.put("abc123", b"%PDF-1.7 data")
+    assert storage.get("abc123") == b"%PDF-1.7 data"
+    path = tmp_path / "ab" / "abc123.pdf"
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    assert storage.get("abc123") is None
+    assert storage.purge_expired() == 1 and not path.exists()
+
+
+def test_redis_storage_expires_with_result_ttl(redis, settings) -> None:
+    """PDF bytes in Redis carry the retention TTL."""
+    storage = RedisStorage(redis, ttl_s=30)
+    storage.put("job1", b"%PDF")
+    assert storage.get("job1") == b"%PDF"
+    assert 0 < redis.ttl("pdfq:pdf:job1") <= 30
+    storage.delete("job1")
+    assert storage.get("job1") is None
+
+
+def test_storage_chosen_by_url(redis, settings, tmp_path: Path) -> None:
+    """STORAGE_URL picks the backend."""
+    from dataclasses import replace
+
+    assert isinstance(storage_from_settings(replace(settings, storage_url=f"file://{tmp_path}"), redis), FileStorage)
+    assert isinstance(storage_from_settings(replace(settings, storage_url=settings.redis_url), redis), RedisStorage)
+    with pytest.raises(ValueError):
+        storage_from_settings(replace(settings, storage_url="ftp://x"), redis)

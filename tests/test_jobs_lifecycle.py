@@ -1,0 +1,192 @@
+"""End to end through real Redis and real worker processes: submit, follow, download, cancel, retry."""
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+
+import pytest
+from pypdf import PdfReader
+
+from tests.conftest import JobsClient
+from tests.support import WorkerProcess, wait_until
+
+pytestmark = pytest.mark.usefixtures("workers")
+
+
+def pdf_text(content: bytes) -> tuple[int, str]:
+    reader = PdfReader(io.BytesIO(content))
+    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_inline_job_completes_and_downloads(jobs: JobsClient, client, auth) -> None:
+    """An inline template renders to a one-page PDF holding the submitted data."""
+    job = jobs.submit({"html": "<h1>Invoice {{ number }}</h1><p>{{ customer }}</p>",
+                       "data": {"number": "INV-7781", "customer": "Ada Lovelace"}, "filename": "../x/inv 7781.pdf"})
+    assert job["status"] in ("queued", "started")
+    assert job["filename"] == "inv-7781.pdf"
+    done = jobs.wait(job["id"])
+    assert done["status"] == "completed", done
+    assert done["attempts"] == 1 and done["progress"] == {"step": "done", "percent": 100}
+    assert done["started_at"] <= done["finished_at"]
+    response = client.get(f"/v1/jobs/{job['id']}/pdf", headers=auth.headers())
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="inv-7781.pdf"'
+    assert response.headers["ETag"] == f'"{done["result"]["sha256"]}"'
+    assert done["result"]["bytes"] == len(response.data)
+    pages, text = pdf_text(response.data)
+    assert pages == done["result"]["pages"] == 1
+    assert "INV-7781" in text and "Ada Lovelace" in text
+
+
+def test_every_builtin_template_renders_its_sample_data(jobs: JobsClient, client, auth) -> None:
+    """Each template in GET /v1/templates renders its own sample_data into a PDF."""
+    templates = client.get("/v1/templates", headers=auth.headers()).json["templates"]
+    assert {"invoice.html", "report.html", "letter.html"} <= {t["name"] for t in templates}
+    submitted = [(t, jobs.submit({"template": t["name"], "data": t["sample_data"]})) for t in templates]
+    for template, job in submitted:
+        done = jobs.wait(job["id"])
+        assert done["status"] == "completed", done
+        pages, text = pdf_text(client.get(done["links"]["pdf"]).data)
+        assert pages == done["result"]["pages"] >= 1
+        assert text.strip(), template["name"]
+    report = next(d for t, d in submitted if t["name"] == "report.html")
+    assert jobs.get(report["id"])["result"]["pages"] >= 3
+
+
+def test_invoice_text_contains_submitted_line_items(jobs: JobsClient, client, auth) -> None:
+    """The invoice shows the customer's own line items and number, not the sample's."""
+    sample = next(t for t in client.get("/v1/templates", headers=auth.headers()).json["templates"]
+                  if t["name"] == "invoice.html")["sample_data"]
+    data = {**sample, "number": "ZX-99812"}
+    data["items"] = [{**sample["items"][0], "description": f"Widget model {i:03d}", "quantity": 1,
+                      "unit_price": 10} for i in range(3)]
+    done = jobs.wait(jobs.submit({"template": "invoice.html", "data": data})["id"])
+    assert done["status"] == "completed", done
+    _, text = pdf_text(client.get(done["links"]["pdf"]).data)
+    assert "ZX-99812" in text and "Widget model 002" in text
+
+
+def test_missing_field_fails_at_once_as_template_error(jobs: JobsClient) -> None:
+    """StrictUndefined turns a missing field into a permanent template_error without retries."""
+    done = jobs.wait(jobs.submit({"html": "<p>{{ customer.name }}</p>", "max_retries": 3})["id"])
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "template_error"
+    assert "customer" in done["error"]["message"]
+    assert done["attempts"] == 1
+
+
+def test_html_is_autoescaped(jobs: JobsClient, client) -> None:
+    """Data is escaped, so markup in a field prints as text instead of becoming HTML."""
+    done = jobs.wait(jobs.submit({"html": "<p>{{ note }}</p>", "data": {"note": "<b>bold</b> & co"}})["id"])
+    _, text = pdf_text(client.get(done["links"]["pdf"]).data)
+    assert "<b>bold</b> & co" in text
+
+
+def test_pdf_before_completion_is_not_ready(no_workers: None, jobs: JobsClient, client, auth) -> None:
+    """Asking for the PDF of a queued job answers 409 not_ready with the job's status."""
+    job = jobs.submit({"html": "<p>x</p>"})
+    response = client.get(f"/v1/jobs/{job['id']}/pdf", headers=auth.headers())
+    assert response.status_code == 409
+    assert response.json["code"] == "not_ready" and response.json["job_status"] == "queued"
+
+
+def test_link_token_is_scoped_to_its_route_and_job(jobs: JobsClient, client) -> None:
+    """links.pdf works without a key; a tampered or misrouted token answers 401."""
+    done = jobs.wait(jobs.submit({"html": "<p>token</p>"})["id"])
+    assert client.get(done["links"]["pdf"]).status_code == 200
+    token = done["links"]["pdf"].split("token=")[1]
+    events_token = done["links"]["events"].split("token=")[1]
+    assert client.get(f"/v1/jobs/{done['id']}/pdf?token={events_token}").status_code == 401
+    assert client.get(f"/v1/jobs/{done['id']}/pdf?token={token[:-2]}xx").status_code == 401
+    assert client.get(f"/v1/jobs/{done['id']}/pdf?token=1.{token.split('.')[1]}").status_code == 401
+
+
+def test_queued_job_reports_position_and_wait(no_workers: None, jobs: JobsClient) -> None:
+    """Queued jobs carry queue_position (0 = next, higher priorities first) and a wait estimate."""
+    first = jobs.submit({"html": "<p>1</p>", "priority": "low"})
+    second = jobs.submit({"html": "<p>2</p>", "priority": "low"})
+    urgent = jobs.submit({"html": "<p>3</p>", "priority": "urgent"})
+    assert jobs.get(urgent["id"])["queue_position"] == 0
+    assert jobs.get(first["id"])["queue_position"] == 1
+    assert jobs.get(second["id"])["queue_position"] == 2
+    assert jobs.get(second["id"])["estimated_wait_s"] > jobs.get(first["id"])["estimated_wait_s"] > 0
+
+
+def test_list_is_newest_first_with_cursor_and_status_filter(no_workers: None, jobs: JobsClient, client, auth) -> None:
+    """GET /v1/jobs pages through the tenant's jobs newest first, filtered by status."""
+    ids = [jobs.submit({"html": f"<p>{i}</p>"})["id"] for i in range(5)]
+    client.delete(f"/v1/jobs/{ids[0]}", headers=auth.headers())
+    page = client.get("/v1/jobs?limit=2", headers=auth.headers()).json
+    assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
+    page2 = client.get(f"/v1/jobs?limit=2&cursor={page['next_cursor']}", headers=auth.headers()).json
+    assert [j["id"] for j in page2["jobs"]] == ids[::-1][2:4]
+    page3 = client.get(f"/v1/jobs?limit=2&cursor={page2['next_cursor']}", headers=auth.headers()).json
+    assert [j["id"] for j in page3["jobs"]] == [ids[0]] and page3["next_cursor"] is None
+    canceled = client.get("/v1/jobs?status=canceled", headers=auth.headers()).json
+    assert [j["id"] for j in canceled["jobs"]] == [ids[0]]
+
+
+def test_priority_order_urgent_first(no_workers: None, env: dict[str, str], jobs: JobsClient,
+                                     spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """One worker started after jobs queued takes urgent, high, normal, low in that order."""
+    submitted = {p: [jobs.submit({"html": f"<p>{p} {i}</p>", "priority": p})["id"] for i in range(2)]
+                 for p in ("low", "normal", "high", "urgent")}
+    spawn_worker(env)
+    done = {p: [jobs.wait(i) for i in ids] for p, ids in submitted.items()}
+    order = ["urgent", "high", "normal", "low"]
+    for higher, lower in zip(order, order[1:]):
+        assert max(j["started_at"] for j in done[higher]) <= min(j["started_at"] for j in done[lower])
+
+
+def test_cancel_queued_job_then_retry(no_workers: None, env: dict[str, str], jobs: JobsClient, client, auth,
+                                      spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """A queued job cancels at once, cannot be canceled twice, and retry puts it back to run."""
+    job = jobs.submit({"html": "<p>cancel me</p>"})
+    response = client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers())
+    assert response.status_code == 200 and response.json["status"] == "canceled"
+    assert jobs.get(job["id"])["status"] == "canceled"
+    again = client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers())
+    assert again.status_code == 409 and again.json["code"] == "already_finished"
+    retried = client.post(f"/v1/jobs/{job['id']}/retry", headers=auth.headers())
+    assert retried.status_code == 202 and retried.json["status"] == "queued"
+    spawn_worker(env)
+    assert jobs.wait(job["id"])["status"] == "completed"
+    not_retryable = client.post(f"/v1/jobs/{job['id']}/retry", headers=auth.headers())
+    assert not_retryable.status_code == 409 and not_retryable.json["code"] == "not_retryable"
+
+
+SLOW_HTML = "<table>{% for i in range(rows) %}<tr><td>row {{ i }}</td><td>{{ i * 3 }}</td></tr>{% endfor %}</table>"
+
+
+def test_cancel_started_job_stops_it(jobs: JobsClient, client, auth) -> None:
+    """DELETE on a running job stops the render; it ends canceled and is not retried."""
+    job = jobs.submit({"html": SLOW_HTML, "data": {"rows": 40000}, "timeout_s": 120})
+    jobs.wait(job["id"], ("started",))
+    response = client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers())
+    assert response.status_code == 200 and response.json["status"] == "canceled"
+    wait_until(lambda: jobs.get(job["id"])["finished_at"] is not None)
+    final = jobs.wait(job["id"], ("canceled", "completed", "failed", "retrying"))
+    assert final["status"] == "canceled" and final["attempts"] == 1
+    # The worker survived the stop and takes new work.
+    assert jobs.wait(jobs.submit({"html": "<p>after</p>"})["id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("route", ["", "/pdf", "/events", "/retry", "DELETE"])
+def test_other_tenants_job_is_not_found(jobs: JobsClient, client, auth, route: str) -> None:
+    """Every job route answers 404 for another tenant's id, exactly as for an unknown id."""
+    job = jobs.wait(jobs.submit({"html": "<p>mine</p>"})["id"])
+    method, path = ("delete", "") if route == "DELETE" else ("post" if route == "/retry" else "get", route)
+    response = getattr(client, method)(f"/v1/jobs/{job['id']}{path}", headers=auth.headers("globex"))
+    unknown = getattr(client, method)(f"/v1/jobs/{'0' * 32}{path}", headers=auth.headers("globex"))
+    assert response.status_code == unknown.status_code == 404
+    assert response.json["code"] == "not_found"
+    assert response.json["detail"].replace(job["id"], "ID") == unknown.json["detail"].replace("0" * 32, "ID")
+
+
+def test_tenant_lists_only_its_own_jobs(no_workers: None, jobs: JobsClient, client, auth) -> None:
+    """GET /v1/jobs never shows another tenant's jobs."""
+    mine = jobs.submit({"html": "<p>a</p>"}, tenant="acme")["id"]
+    theirs = jobs.submit({"html": "<p>b</p>"}, tenant="globex")["id"]
+    listed: dict[str, Any] = client.get("/v1/jobs", headers=auth.headers("acme")).json
+    assert [j["id"] for j in listed["jobs"]] == [mine]
+    assert theirs not in str(listed)
