@@ -27,8 +27,10 @@ DEFAULT_LINK_TTL_S = 3600
 """Lifetime, in seconds, of the signed tokens in `links.pdf` / `links.events`."""
 DEFAULT_MAX_PAGES = 500
 """A document longer than this many pages fails instead of exhausting the worker."""
-DEFAULT_WORKER_MAX_RSS_MB = 1024
-"""A worker whose resident memory passes this many MiB retires after its current job."""
+DEFAULT_WORKER_SHUTDOWN_GRACE_S = 25
+"""On SIGTERM a worker lets its job run this many seconds, then returns it to the queue (Heroku kills at 30)."""
+DEFAULT_WORKER_MAINTENANCE_INTERVAL_S = 15
+"""How often, in seconds, workers re-queue abandoned jobs and purge expired PDFs (RQ's default is 600)."""
 DEV_TENANT = "dev"
 DEV_KEY = "dev-key"
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"
@@ -78,7 +80,8 @@ class Settings:
     dashboard_password: str = ""
     app_env: str = "development"
     max_pages: int = DEFAULT_MAX_PAGES
-    worker_max_rss_mb: int = DEFAULT_WORKER_MAX_RSS_MB
+    worker_shutdown_grace_s: int = DEFAULT_WORKER_SHUTDOWN_GRACE_S
+    worker_maintenance_interval_s: int = DEFAULT_WORKER_MAINTENANCE_INTERVAL_S
     templates_dir: Path = PROJECT_ROOT / "templates"
 
     @property
@@ -124,5 +127,7 @@ class Settings:
             dashboard_password=env.get("DASHBOARD_PASSWORD", ""),
             app_env=env.get("APP_ENV", "").strip() or "development",
             max_pages=_int(env, "MAX_PAGES", DEFAULT_MAX_PAGES),
-            worker_max_rss_mb=_int(env, "WORKER_MAX_RSS_MB", DEFAULT_WORKER_MAX_RSS_MB),
+            worker_shutdown_grace_s=_int(env, "WORKER_SHUTDOWN_GRACE_S", DEFAULT_WORKER_SHUTDOWN_GRACE_S),
+            worker_maintenance_interval_s=_int(env, "WORKER_MAINTENANCE_INTERVAL_S",
+                                               DEFAULT_WORKER_MAINTENANCE_INTERVAL_S),
         )

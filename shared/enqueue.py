@@ -23,6 +23,8 @@ STOPPED_CALLBACK = "worker.jobs.on_render_stopped"
 RETRY_BASE_DELAY_S = 2.0
 """Delay before the first retry, in seconds; each later retry waits twice as long (± jitter)."""
 RETRY_MAX_DELAY_S = 300.0
+TENANT_INDEX_GRACE_S = 7 * 86400
+"""How long after retention an expired job's id still answers `410 expired` rather than 404."""
 
 
 def retry_delays(max_retries: int, rng: random.Random | None = None) -> list[int]:
@@ -76,7 +78,9 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
         on_stopped=Callback(STOPPED_CALLBACK),
         pipeline=pipe,
     )
-    pipe.zadd(keys.tenant_jobs(tenant), {job_id: int(time.time() * 1000)})
+    now_ms = int(time.time() * 1000)
+    pipe.zadd(keys.tenant_jobs(tenant), {job_id: now_ms})
+    pipe.zremrangebyscore(keys.tenant_jobs(tenant), 0, now_ms - (settings.result_ttl_s + TENANT_INDEX_GRACE_S) * 1000)
     pipe.sadd(keys.active_jobs(tenant), job_id)
     pipe.hincrby(keys.stats("enqueued"), request.priority.value, 1)
     if own_pipeline:

@@ -35,3 +35,4 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)

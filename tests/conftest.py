@@ -41,6 +41,7 @@ def base_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
         "WEBHOOK_SECRET": "test-webhook-secret",
         "PYTHONPATH": str(ROOT),
         "LOG_LEVEL": "INFO",
+        "MAX_ACTIVE_JOBS_PER_TENANT": "1000",
     })
     return env
 
@@ -174,3 +175,25 @@ IDLE_DB = 3
 def no_workers(env: dict[str, str], redis_server: RedisServer) -> None:
     """Point this test's app (list it before `client`) at a database without workers."""
     env["REDIS_URL"] = redis_server.url(IDLE_DB)
+
+
+@pytest.fixture(scope="session")
+def live_api(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator["LiveServer"]:
+    """The real gunicorn server (gevent workers) on the default database."""
+    from tests.support import LiveServer
+
+    server = LiveServer(base_env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    yield server
+    server.stop()
+
+
+PRIVATE_DB = 4
+"""A database only the test's own spawned workers listen on."""
+
+
+@pytest.fixture
+def private_db(env: dict[str, str], redis_server: RedisServer) -> dict[str, str]:
+    """Point this test's app (list it before `client`) and its spawned workers at a private database."""
+    env["REDIS_URL"] = redis_server.url(PRIVATE_DB)
+    env["WORKER_MAINTENANCE_INTERVAL_S"] = "1"
+    return env

@@ -104,3 +104,60 @@ class WorkerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self.log.close()
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a worker and its children (RQ's horse runs in its own session, so killpg misses it)."""
+    for child in children_of(pid):
+        os.kill(child, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+
+
+def newest_child(pid: int) -> int | None:
+    """The most recently started child of `pid` (a worker's work-horse while it renders)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return None
+
+    def started(child: str) -> int:
+        return int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+    return int(max(children, key=started)) if children else None
+
+
+class LiveServer:
+    """The API under gunicorn with the production config, on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "api/gunicorn_conf.py", "api.wsgi:app"],
+            cwd=ROOT, env={**env, "PORT": str(self.port), "WEB_CONCURRENCY": "2"},
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        import requests
+
+        def up() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
+            try:
+                return requests.get(f"{self.url}/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout=30, interval=0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.log.close()

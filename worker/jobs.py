@@ -75,10 +75,18 @@ def classify(exc_type: type[BaseException], exc: BaseException | None) -> tuple[
     return "render_error", False
 
 
+INFRASTRUCTURE_FAULTS = frozenset({"worker_lost", "worker_shutdown"})
+"""Faults of the machine, not the job: the retry runs at once instead of after a backoff delay."""
+
+
 def record_failure(job: Job, code: str, message: str, *, permanent: bool) -> None:
     """Store the error; a permanent one or the last attempt makes the job final (no retry)."""
     if permanent:
         job.retries_left = 0
+    if code in INFRASTRUCTURE_FAULTS and job.should_retry and job.retry_intervals:
+        # RQ reads the delay at index len - retries_left; zero it so the job re-queues now.
+        index = max(len(job.retry_intervals) - job.retries_left, 0)
+        job.retry_intervals = [0 if i == index else d for i, d in enumerate(job.retry_intervals)]
     job.meta["error"] = {"code": code, "message": message[:500]}
     final = not job.should_retry
     if final:

@@ -2,29 +2,71 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from typing import Any
 
 from redis import Redis
 from rq import Worker
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus as RQStatus
 from rq.queue import Queue
+from rq.worker import WorkerStatus
 
 from shared.errors import ConfigError
 from shared.events import announce
 from shared.queues import all_queues
+from shared.template_catalog import load_catalog
 from worker.jobs import record_failure
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 
 JOB_MONITORING_INTERVAL_S = 5
-"""How often a busy worker refreshes its heartbeat; a dead worker is noticed after ~3 of these."""
-MAINTENANCE_INTERVAL_S = 15
-"""How often a worker re-queues jobs abandoned by dead workers (RQ's default is 10 minutes)."""
+"""How often a busy worker refreshes its heartbeat, in seconds."""
+HEARTBEAT_GRACE_S = 10
+"""A running job whose heartbeat is this many seconds overdue counts as abandoned (RQ uses 60)."""
+WORKER_TTL_S = 30
+"""Registration lifetime of an idle worker; it also paces idle maintenance (every TTL - 15 s)."""
+FINAL_RQ_STATUSES = frozenset({RQStatus.FINISHED, RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED})
 
 
 class PdfWorker(Worker):
-    """RQ's forking worker, plus prompt announcements and honest records when a horse dies."""
+    """RQ's forking worker with faster loss detection, bounded shutdown, and honest job records."""
+
+    def __init__(self, *args: Any, shutdown_grace_s: float = 25, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shutdown_grace_s = shutdown_grace_s
+        self._shutdown_timer: threading.Timer | None = None
+        self._requeue_on_shutdown = False
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        # RQ adds 60 s; a shorter grace lets another worker re-run a lost job within ~30 s.
+        if job.timeout and job.timeout > 0:
+            remaining = job.timeout - self.current_job_working_time
+            return int(max(1, min(remaining, self.job_monitoring_interval))) + HEARTBEAT_GRACE_S
+        return self.job_monitoring_interval + HEARTBEAT_GRACE_S
+
+    def handle_warm_shutdown_request(self) -> None:
+        """SIGTERM: finish the current job if it ends within the grace period, else put it back."""
+        super().handle_warm_shutdown_request()
+        if self.get_state() == WorkerStatus.BUSY and self._shutdown_timer is None:
+            self._shutdown_timer = threading.Timer(self.shutdown_grace_s, self._abort_for_shutdown)
+            self._shutdown_timer.daemon = True
+            self._shutdown_timer.start()
+
+    def _abort_for_shutdown(self) -> None:
+        if self.horse_pid:
+            self._requeue_on_shutdown = True
+            log.warning("shutdown grace period over; returning the job to its queue",
+                        extra={"worker": self.name, "job_id": self.get_current_job_id()})
+            os.kill(self.horse_pid, signal.SIGKILL)
+
+    def setup_work_horse_signals(self) -> None:
+        # Platforms signal every process of a dyno; the parent alone decides when the horse must stop.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:  # type: ignore[override]
         super().handle_job_success(job, queue, started_job_registry)
@@ -38,7 +80,31 @@ class PdfWorker(Worker):
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         # The horse's meta updates never reached this (parent) copy of the job; RQ re-saves it next.
         job.meta = job.get_meta(refresh=True)
+        if self._requeue_on_shutdown:
+            # A deploy is not the job's fault: give the attempt back so the retry is free.
+            job.retries_left = (job.retries_left or 0) + 1
+            job.meta["attempts"] = max(0, job.meta.get("attempts", 1) - 1)
+            record_failure(job, "worker_shutdown", "the worker shut down; the job was returned to its queue",
+                           permanent=False)
+            return
         record_failure(job, "worker_lost", f"the render process died (wait status {ret_val})", permanent=False)
+
+    def clean_registries(self) -> None:
+        """Drop finished jobs RQ left in started registries (rq issue 2424) before it calls them abandoned."""
+        for queue in self.queues:
+            registry = queue.started_job_registry
+            for entry in self.connection.zrangebyscore(registry.key, 0, "+inf"):
+                job_id = registry.parse_job_id(entry)
+                try:
+                    status = Job.fetch(job_id, connection=self.connection).get_status(refresh=False)
+                except NoSuchJobError:
+                    status = None
+                if status is None or status in FINAL_RQ_STATUSES:
+                    self.connection.zrem(registry.key, entry)
+        super().clean_registries()
+        removed = get_runtime().storage.purge_expired()
+        if removed:
+            log.info("expired PDFs removed", extra={"count": removed})
 
 
 def check_fast_font_subsetter() -> None:
@@ -46,20 +112,17 @@ def check_fast_font_subsetter() -> None:
     from weasyprint.text.ffi import harfbuzz, harfbuzz_subset
 
     if harfbuzz_subset is None or not harfbuzz.hb_version_atleast(4, 1, 0):
-        raise ConfigError("libharfbuzz-subset0 (HarfBuzz >= 4.1) is missing: install it (apt-get install libharfbuzz-subset0)")
+        raise ConfigError("libharfbuzz-subset0 (HarfBuzz >= 4.1) is missing: apt-get install libharfbuzz-subset0")
 
 
 def warm_up() -> None:
-    """Import and exercise WeasyPrint, fonts and the templates before forking, so horses inherit them."""
+    """Exercise WeasyPrint, fonts and every template before forking, so each horse inherits them warm."""
     runtime = get_runtime()
-    from shared.template_catalog import load_catalog
-
     for info in load_catalog(runtime.settings.templates_dir).values():
         runtime.renderer.render(template=info.name, html=None, data=info.sample_data)
 
 
-def build_worker(connection: Redis, **options: Any) -> PdfWorker:
-    worker = PdfWorker(all_queues(connection), connection=connection,
-                       job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
-                       maintenance_interval=MAINTENANCE_INTERVAL_S, **options)
-    return worker
+def build_worker(connection: Redis, *, shutdown_grace_s: float, maintenance_interval_s: int) -> PdfWorker:
+    return PdfWorker(all_queues(connection), connection=connection, job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
+                     maintenance_interval=maintenance_interval_s, worker_ttl=WORKER_TTL_S,
+                     shutdown_grace_s=shutdown_grace_s)

@@ -44,10 +44,15 @@ def _environment(cls: type[jinja2.Environment], **options: Any) -> jinja2.Enviro
 
 
 class Renderer:
-    """Holds what is costly to build (fonts, compiled templates) so each job only renders."""
+    """Holds what is costly to build (fonts, compiled templates) so each job only renders.
+
+    `interrupts` are exceptions the caller raises into a render (a job timeout) that must
+    pass through untouched rather than be reported as a layout failure.
+    """
 
     def __init__(self, templates_dir: Path, *, allowed_asset_hosts: frozenset[str] = frozenset(),
-                 max_pages: int = 500) -> None:
+                 max_pages: int = 500, interrupts: tuple[type[BaseException], ...] = ()) -> None:
+        self.interrupts = interrupts
         self.base_url = templates_dir.resolve().as_uri() + "/"
         self.max_pages = max_pages
         self.fetcher = RestrictedURLFetcher(templates_dir, allowed_asset_hosts)
@@ -91,6 +96,8 @@ class Renderer:
                                font_config=self.font_config)] if css else []
             document = HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
                 stylesheets=stylesheets, font_config=self.font_config)
+        except self.interrupts:
+            raise
         except Exception as exc:  # WeasyPrint raises many types; all mean this document cannot be laid out.
             raise RenderError(f"layout failed: {exc}") from None
         if len(document.pages) > self.max_pages:

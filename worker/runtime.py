@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from redis import Redis
+from rq.timeouts import JobTimeoutException
 
 from shared.config import Settings
 from shared.connection import connect
@@ -25,5 +26,5 @@ def get_runtime() -> WorkerRuntime:
     settings = Settings.from_env()
     connection = connect(settings)
     renderer = Renderer(settings.templates_dir, allowed_asset_hosts=settings.allowed_asset_hosts,
-                        max_pages=settings.max_pages)
+                        max_pages=settings.max_pages, interrupts=(JobTimeoutException,))
     return WorkerRuntime(settings, connection, renderer, storage_from_settings(settings, connection))
