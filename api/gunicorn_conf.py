@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import os
 
+import gunicorn.http.wsgi
+
+# No version banner: the Server header names the service, not the software and its version.
+gunicorn.http.wsgi.SERVER = "pdfq"
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

@@ -31,6 +31,8 @@ DEFAULT_WORKER_SHUTDOWN_GRACE_S = 25
 """On SIGTERM a worker lets its job run this many seconds, then returns it to the queue (Heroku kills at 30)."""
 DEFAULT_WORKER_MAINTENANCE_INTERVAL_S = 15
 """How often, in seconds, workers re-queue abandoned jobs and purge expired PDFs (RQ's default is 600)."""
+DEFAULT_WORKER_MEMORY_LIMIT_MB = 2048
+"""Address-space cap of one render process (work-horse), in MiB; past it the job fails `memory_limit`."""
 DEV_TENANT = "dev"
 DEV_KEY = "dev-key"
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"
@@ -82,6 +84,7 @@ class Settings:
     max_pages: int = DEFAULT_MAX_PAGES
     worker_shutdown_grace_s: int = DEFAULT_WORKER_SHUTDOWN_GRACE_S
     worker_maintenance_interval_s: int = DEFAULT_WORKER_MAINTENANCE_INTERVAL_S
+    worker_memory_limit_mb: int = DEFAULT_WORKER_MEMORY_LIMIT_MB
     templates_dir: Path = PROJECT_ROOT / "templates"
 
     @property
@@ -130,4 +133,5 @@ class Settings:
             worker_shutdown_grace_s=_int(env, "WORKER_SHUTDOWN_GRACE_S", DEFAULT_WORKER_SHUTDOWN_GRACE_S),
             worker_maintenance_interval_s=_int(env, "WORKER_MAINTENANCE_INTERVAL_S",
                                                DEFAULT_WORKER_MAINTENANCE_INTERVAL_S),
+            worker_memory_limit_mb=_int(env, "WORKER_MEMORY_LIMIT_MB", DEFAULT_WORKER_MEMORY_LIMIT_MB),
         )

@@ -1,8 +1,10 @@
 """Decides which network targets the service may contact (webhooks, remote assets)."""
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import ssl
 from urllib.parse import urlsplit
 
 
@@ -17,22 +19,38 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def check_public_url(url: str, *, schemes: frozenset[str] = frozenset({"https", "http"})) -> None:
-    """Refuse URLs whose host resolves to any non-public address (checked after DNS)."""
+def check_url_shape(url: str, schemes: frozenset[str] = frozenset({"https", "http"})) -> None:
+    """The part of the check that needs no DNS: an absolute URL with an allowed scheme and a host."""
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
         raise BlockedTarget(f"URL must be absolute with scheme {' or '.join(sorted(schemes))}")
+
+
+def resolve_public(url: str, schemes: frozenset[str] = frozenset({"https", "http"})) -> str:
+    """The first address of the URL's host, refusing it if ANY address is not public (checked after DNS)."""
+    check_url_shape(url, schemes)
+    parts = urlsplit(url)
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise BlockedTarget(f"host {parts.hostname!r} does not resolve") from None
-    for info in infos:
-        if not _is_public(str(info[4][0])):
-            raise BlockedTarget(f"host {parts.hostname!r} resolves to a private or loopback address")
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses or not all(_is_public(a) for a in addresses):
+        raise BlockedTarget(f"host {parts.hostname!r} resolves to a private or loopback address")
+    return addresses[0]
 
 
-def check_url_shape(url: str) -> None:
-    """The part of the check that needs no DNS: an absolute http(s) URL with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise BlockedTarget("URL must be absolute with scheme http or https")
+def check_public_url(url: str, *, schemes: frozenset[str] = frozenset({"https", "http"})) -> None:
+    resolve_public(url, schemes)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an address vetted beforehand, so a second DNS answer (rebinding) cannot redirect it."""
+
+    def __init__(self, host: str, address: str, **kwargs: object) -> None:
+        super().__init__(host, context=ssl.create_default_context(), **kwargs)  # type: ignore[arg-type]
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]

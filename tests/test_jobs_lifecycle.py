@@ -57,7 +57,7 @@ def test_invoice_text_contains_submitted_line_items(jobs: JobsClient, client, au
     """The invoice shows the customer's own line items and number, not the sample's."""
     sample = next(t for t in client.get("/v1/templates", headers=auth.headers()).json["templates"]
                   if t["name"] == "invoice.html")["sample_data"]
-    data = {**sample, "number": "ZX-99812"}
+    data = {**sample, "invoice_number": "ZX-99812"}
     data["items"] = [{**sample["items"][0], "description": f"Widget model {i:03d}", "quantity": 1,
                       "unit_price": 10} for i in range(3)]
     done = jobs.wait(jobs.submit({"template": "invoice.html", "data": data})["id"])

@@ -22,8 +22,7 @@ def main() -> int:
     except ConfigError as exc:
         log.error("worker refused to start", extra={"reason": str(exc)})
         return 2
-    worker = build_worker(runtime.connection, shutdown_grace_s=runtime.settings.worker_shutdown_grace_s,
-                          maintenance_interval_s=runtime.settings.worker_maintenance_interval_s)
+    worker = build_worker(runtime.connection, runtime.settings)
     log.info("worker ready", extra={"worker": worker.name, "queues": [q.name for q in worker.queues]})
     worker.work(with_scheduler=True, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
     return 0

@@ -3,24 +3,18 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from weasyprint.urls import URLFetcher, URLFetcherResponse, URLFetchingError
 
-from shared.netguard import BlockedTarget, check_public_url
+from shared.netguard import BlockedTarget, PinnedHTTPSConnection, resolve_public
 
 log = logging.getLogger(__name__)
 
 MAX_REMOTE_ASSET_BYTES = 5 * 1024 * 1024
 """Largest remote asset fetched from an allow-listed host, in bytes."""
 REMOTE_ASSET_TIMEOUT_S = 5
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        raise URLFetchingError(f"redirect refused: {req.full_url} -> {newurl}")
 
 
 class RestrictedURLFetcher(URLFetcher):
@@ -31,7 +25,6 @@ class RestrictedURLFetcher(URLFetcher):
                          allow_redirects=False)
         self.root = templates_dir.resolve()
         self.allowed_hosts = allowed_hosts
-        self._https = urllib.request.build_opener(_NoRedirect)
 
     def fetch(self, url: str, headers: dict[str, str] | None = None) -> URLFetcherResponse:
         scheme = urlsplit(url).scheme.lower()
@@ -59,15 +52,24 @@ class RestrictedURLFetcher(URLFetcher):
         return URLFetcherResponse(path.as_uri(), body=path.read_bytes(), headers={"Content-Type": mime})
 
     def _fetch_allowed_host(self, url: str) -> URLFetcherResponse:
-        host = (urlsplit(url).hostname or "").lower()
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
         if host not in self.allowed_hosts:
             return self._refuse(url, "host not in ALLOWED_ASSET_HOSTS")
         try:
-            check_public_url(url, schemes=frozenset({"https"}))
+            address = resolve_public(url, schemes=frozenset({"https"}))
         except BlockedTarget as exc:
             return self._refuse(url, str(exc))
-        with self._https.open(urllib.request.Request(url), timeout=REMOTE_ASSET_TIMEOUT_S) as response:
+        connection = PinnedHTTPSConnection(host, address, port=parts.port or 443, timeout=REMOTE_ASSET_TIMEOUT_S)
+        try:
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            connection.request("GET", target, headers={"User-Agent": "pdfq"})
+            response = connection.getresponse()
+            if response.status != 200:  # Redirects included: they could lead anywhere.
+                return self._refuse(url, f"HTTP {response.status}")
             body = response.read(MAX_REMOTE_ASSET_BYTES + 1)
-            if len(body) > MAX_REMOTE_ASSET_BYTES:
-                return self._refuse(url, "asset too large")
-            return URLFetcherResponse(url, body=body, headers={"Content-Type": response.headers.get_content_type()})
+        finally:
+            connection.close()
+        if len(body) > MAX_REMOTE_ASSET_BYTES:
+            return self._refuse(url, "asset too large")
+        return URLFetcherResponse(url, body=body, headers={"Content-Type": response.getheader("Content-Type", "")})

@@ -66,6 +66,8 @@ def classify(exc_type: type[BaseException], exc: BaseException | None) -> tuple[
     """(error code, permanent?) for an exception that ended an attempt."""
     if isinstance(exc, JobFailure):
         return exc.code, exc.permanent
+    if issubclass(exc_type, MemoryError):
+        return "memory_limit", True
     if issubclass(exc_type, JobTimeoutException):
         return "timeout", False
     if issubclass(exc_type, AbandonedJobError):

@@ -14,11 +14,13 @@ from rq.job import Job, JobStatus as RQStatus
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
+from shared.config import Settings
 from shared.errors import ConfigError
 from shared.events import announce
 from shared.queues import all_queues
 from shared.template_catalog import load_catalog
 from worker.jobs import record_failure
+from worker.limits import cap_memory
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,10 @@ FINAL_RQ_STATUSES = frozenset({RQStatus.FINISHED, RQStatus.FAILED, RQStatus.STOP
 class PdfWorker(Worker):
     """RQ's forking worker with faster loss detection, bounded shutdown, and honest job records."""
 
-    def __init__(self, *args: Any, shutdown_grace_s: float = 25, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, shutdown_grace_s: float = 25, horse_memory_mb: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shutdown_grace_s = shutdown_grace_s
+        self.horse_memory_mb = horse_memory_mb
         self._shutdown_timer: threading.Timer | None = None
         self._requeue_on_shutdown = False
 
@@ -62,6 +65,10 @@ class PdfWorker(Worker):
             log.warning("shutdown grace period over; returning the job to its queue",
                         extra={"worker": self.name, "job_id": self.get_current_job_id()})
             os.kill(self.horse_pid, signal.SIGKILL)
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        cap_memory(self.horse_memory_mb)
+        super().main_work_horse(job, queue)
 
     def setup_work_horse_signals(self) -> None:
         # Platforms signal every process of a dyno; the parent alone decides when the horse must stop.
@@ -122,7 +129,7 @@ def warm_up() -> None:
         runtime.renderer.render(template=info.name, html=None, data=info.sample_data)
 
 
-def build_worker(connection: Redis, *, shutdown_grace_s: float, maintenance_interval_s: int) -> PdfWorker:
+def build_worker(connection: Redis, settings: Settings) -> PdfWorker:
     return PdfWorker(all_queues(connection), connection=connection, job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
-                     maintenance_interval=maintenance_interval_s, worker_ttl=WORKER_TTL_S,
-                     shutdown_grace_s=shutdown_grace_s)
+                     maintenance_interval=settings.worker_maintenance_interval_s, worker_ttl=WORKER_TTL_S,
+                     shutdown_grace_s=settings.worker_shutdown_grace_s, horse_memory_mb=settings.worker_memory_limit_mb)

@@ -15,6 +15,7 @@ from weasyprint.text.fonts import FontConfiguration
 
 from shared.errors import PageLimitExceeded, RenderError, TemplateError
 from worker.fetcher import RestrictedURLFetcher
+from worker.limits import page_limit
 
 ProgressFn = Callable[[str, int], None]
 INLINE_CACHE_SIZE = 256
@@ -94,14 +95,13 @@ class Renderer:
         try:
             stylesheets = [CSS(string=css, base_url=self.base_url, url_fetcher=self.fetcher,
                                font_config=self.font_config)] if css else []
-            document = HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
-                stylesheets=stylesheets, font_config=self.font_config)
-        except self.interrupts:
+            with page_limit(self.max_pages):
+                document = HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
+                    stylesheets=stylesheets, font_config=self.font_config)
+        except (PageLimitExceeded, MemoryError, *self.interrupts):
             raise
         except Exception as exc:  # WeasyPrint raises many types; all mean this document cannot be laid out.
             raise RenderError(f"layout failed: {exc}") from None
-        if len(document.pages) > self.max_pages:
-            raise PageLimitExceeded(f"document has {len(document.pages)} pages; the limit is {self.max_pages}")
         progress("writing", 70)
         buffer = io.BytesIO()
         document.write_pdf(buffer)

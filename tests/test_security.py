@@ -1,0 +1,221 @@
+"""Templates cannot read local files or reach the network; sandbox escapes fail; resources are bounded."""
+from __future__ import annotations
+
+import http.client
+import http.server
+import io
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+from pypdf import PdfReader
+
+import worker.fetcher
+from shared.config import PROJECT_ROOT
+from shared.errors import PageLimitExceeded, TemplateError
+from tests.conftest import TENANT_KEYS, JobsClient
+from tests.support import LiveServer, WorkerProcess
+from worker.render import Renderer
+
+
+class Honeypot:
+    """A loopback HTTP server that records every request it receives (none should arrive)."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        honeypot = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+                honeypot.requests.append(self.path)
+                if self.path.startswith("/redirect"):
+                    self.send_response(302)
+                    self.send_header("Location", f"http://127.0.0.1:{honeypot.port}/after-redirect")
+                    self.end_headers()
+                    return
+                body = b"HONEYPOT-CONTENT"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/css")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def honeypot() -> Iterator[Honeypot]:
+    pot = Honeypot()
+    yield pot
+    pot.server.shutdown()
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-7c1f")
+    return secret
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(PROJECT_ROOT / "templates", allowed_asset_hosts=frozenset({"localhost"}), max_pages=50)
+
+
+def attack_html(secret: Path, pot: Honeypot) -> str:
+    """Every way HTML/CSS/SVG can ask WeasyPrint to load something."""
+    file_url = f"file://{secret}"
+    return f"""
+    <html><head>
+      <link rel="stylesheet" href="{file_url}">
+      <link rel="stylesheet" href="{pot.url('/link.css')}">
+      <link rel="attachment" href="{file_url}">
+      <style>@import url({pot.url('/import.css')}); @import url({file_url});
+             body {{ background: url({pot.url('/bg.png')}) }}
+             @font-face {{ font-family: x; src: url({pot.url('/font.woff')}) }}</style>
+    </head><body>
+      <p>visible text</p>
+      <img src="{file_url}"><img src="/etc/passwd"><img src="../../../../etc/passwd">
+      <img src="{pot.url('/img.png')}"><img src="http://169.254.169.254/latest/meta-data/">
+      <img src="https://localhost:{pot.port}/allowed-host-but-loopback.png">
+      <object data="{file_url}"></object><object data="{pot.url('/object')}"></object>
+      <embed src="{pot.url('/embed')}"><iframe src="{pot.url('/iframe')}"></iframe>
+      <a rel="attachment" href="{file_url}">a</a>
+      <div style="background-image: url({file_url})">x</div>
+      <svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">
+        <image href="{pot.url('/svg-image')}" width="10" height="10"/>
+        <image xlink:href="{file_url}" width="10" height="10"/>
+      </svg>
+    </body></html>"""
+
+
+def assert_nothing_leaked(content: bytes, secret: Path, pot: Honeypot) -> None:
+    reader = PdfReader(io.BytesIO(content))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert "visible text" in text
+    assert "TOPSECRET" not in text and "root:" not in text and "HONEYPOT" not in text
+    assert reader.attachments == {}
+    assert b"TOPSECRET" not in content
+    assert pot.requests == []
+
+
+def test_renderer_fetches_no_local_file_and_no_network(renderer: Renderer, secret_file: Path, honeypot: Honeypot,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """file://, paths outside templates/, loopback, metadata and allow-listed-but-private hosts are all refused."""
+    caplog.set_level(logging.WARNING)
+    pdf = renderer.render(template=None, html=attack_html(secret_file, honeypot), data={},
+                          css=f"@import url({honeypot.url('/user-css')}); @import url(file://{secret_file});")
+    assert_nothing_leaked(pdf.content, secret_file, honeypot)
+    assert "asset refused" in caplog.text
+
+
+def test_templates_dir_assets_still_load(renderer: Renderer) -> None:
+    """Files under templates/ (stylesheet, logo, fonts) are served to the render."""
+    fetched = renderer.fetcher.fetch((PROJECT_ROOT / "templates" / "assets" / "logo.svg").as_uri())
+    assert fetched.read().startswith(b"<") and "svg" in fetched.content_type
+    with pytest.raises(OSError):
+        renderer.fetcher.fetch((PROJECT_ROOT / "templates" / ".." / "shared" / "config.py").as_uri())
+
+
+def test_symlink_out_of_templates_is_refused(tmp_path: Path, secret_file: Path) -> None:
+    """A symlink inside templates/ that points outside is resolved and refused."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "leak.css").symlink_to(secret_file)
+    fetcher = worker.fetcher.RestrictedURLFetcher(tmp_path / "templates", frozenset())
+    with pytest.raises(OSError):
+        fetcher.fetch((tmp_path / "templates" / "leak.css").as_uri())
+
+
+def test_redirect_from_allowed_host_is_not_followed(monkeypatch: pytest.MonkeyPatch, honeypot: Honeypot) -> None:
+    """An allow-listed host that redirects (e.g. to loopback) is refused; the target is never requested."""
+    monkeypatch.setattr(worker.fetcher, "resolve_public", lambda url, schemes: "127.0.0.1")
+
+    class PlainPinned(http.client.HTTPConnection):
+        def __init__(self, host: str, address: str, **kwargs: Any) -> None:
+            super().__init__(address, **{**kwargs, "port": honeypot.port})
+
+    monkeypatch.setattr(worker.fetcher, "PinnedHTTPSConnection", PlainPinned)
+    fetcher = worker.fetcher.RestrictedURLFetcher(PROJECT_ROOT / "templates", frozenset({"assets.example.com"}))
+    assert fetcher.fetch("https://assets.example.com/ok.css").read() == b"HONEYPOT-CONTENT"
+    with pytest.raises(OSError):
+        fetcher.fetch("https://assets.example.com/redirect")
+    assert honeypot.requests == ["/ok.css", "/redirect"]
+
+
+@pytest.mark.parametrize("source", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ data.__class__.__base__.__subclasses__() }}",
+    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ cycler.__init__.__globals__.os.environ }}",
+    "{{ joiner.__init__.__globals__ }}",
+    "{% set x = namespace.__init__.__globals__ %}{{ x }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ range.__self__ }}",
+    "{{ config }}",
+])
+def test_sandbox_escapes_fail_as_template_error(renderer: Renderer, source: str) -> None:
+    """Inline templates cannot reach Python internals, the OS or the environment."""
+    with pytest.raises(TemplateError):
+        renderer.render(template=None, html=source, data={})
+
+
+def test_ten_thousand_pages_stop_at_the_page_limit(renderer: Renderer) -> None:
+    """Layout stops as soon as the document passes max_pages, with a clear error."""
+    html = "{% for i in range(10000) %}<p style='break-after: page'>{{ i }}</p>{% endfor %}"
+    with pytest.raises(PageLimitExceeded, match="limit of 50 pages"):
+        renderer.render(template=None, html=html, data={})
+
+
+def test_attack_through_the_api_fails_safe(private_db: dict[str, str], jobs: JobsClient, client,
+                                           spawn_worker: Callable[..., WorkerProcess], secret_file: Path,
+                                           honeypot: Honeypot) -> None:
+    """End to end: the attack document renders without leaks; a 10,000-page one fails with page_limit."""
+    spawn_worker({**private_db, "MAX_PAGES": "100"})
+    leaky = jobs.wait(jobs.submit({"html": attack_html(secret_file, honeypot)})["id"])
+    assert leaky["status"] == "completed", leaky
+    assert_nothing_leaked(client.get(leaky["links"]["pdf"]).data, secret_file, honeypot)
+    huge = jobs.submit({"html": "{% for i in range(10000) %}<p style='break-after: page'>{{ i }}</p>{% endfor %}"})
+    failed = jobs.wait(huge["id"], timeout=90)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "page_limit" and failed["attempts"] == 1
+
+
+def test_memory_cap_fails_the_job_not_the_worker(private_db: dict[str, str], jobs: JobsClient,
+                                                 spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """A render that needs more than WORKER_MEMORY_LIMIT_MB fails; the worker keeps serving."""
+    spawn_worker({**private_db, "WORKER_MEMORY_LIMIT_MB": "400"})
+    hog = jobs.submit({"html": "{% set s = 'x' * (400 * 1024 * 1024) %}{{ s|length }}", "max_retries": 0})
+    failed = jobs.wait(hog["id"], timeout=60)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "memory_limit", failed
+    assert jobs.wait(jobs.submit({"html": "<p>fine</p>"})["id"])["status"] == "completed"
+
+
+def test_api_keys_and_template_data_never_logged(no_workers: None, client, auth,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Requests, including failed ones, log neither API keys nor template data."""
+    caplog.set_level(logging.DEBUG)
+    client.post("/v1/jobs", json={"html": "<p>{{ card }}</p>", "data": {"card": "4111-SECRET-DATA"}},
+                headers=auth.headers())
+    client.get("/v1/jobs", headers={"Authorization": "Bearer wrong-key-123"})
+    logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
+    assert "4111-SECRET-DATA" not in logged
+    assert all(key not in logged for key in TENANT_KEYS.values()) and "wrong-key-123" not in logged
+
+
+def test_security_headers_and_no_server_banner(live_api: LiveServer) -> None:
+    """Responses carry nosniff and a CSP, and do not announce gunicorn or its version."""
+    response = requests.get(f"{live_api.url}/v1/jobs", headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert response.status_code == 401
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert "gunicorn" not in response.headers.get("Server", "").lower()
