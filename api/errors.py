@@ -9,6 +9,8 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from shared.errors import StorageError
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -86,6 +88,12 @@ def _handle_redis(exc: RedisError) -> Response:
                             headers={"Retry-After": str(BACKEND_RETRY_AFTER_S)}))
 
 
+def _handle_storage(exc: StorageError) -> Response:
+    log.warning("storage unavailable", extra={"error": str(exc), "path": request.path})
+    return problem(ApiError(503, "backend_unavailable", "the PDF store is unreachable; retry shortly",
+                            headers={"Retry-After": str(BACKEND_RETRY_AFTER_S)}))
+
+
 def _handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.path, "method": request.method})
     return problem(ApiError(500, "internal_error", "an unexpected error occurred; it has been logged"))
@@ -96,4 +104,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(ValidationError, _handle_validation)
     app.register_error_handler(RedisError, _handle_redis)
+    app.register_error_handler(StorageError, _handle_storage)
     app.register_error_handler(Exception, _handle_unexpected)

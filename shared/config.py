@@ -69,6 +69,7 @@ class Settings:
     redis_ssl_cert_reqs: str | None = None
     api_keys: dict[str, str] = field(default_factory=lambda: {DEV_KEY: DEV_TENANT})
     storage_url: str = DEFAULT_STORAGE_URL
+    s3_endpoint_url: str | None = None
     result_ttl_s: int = DEFAULT_RESULT_TTL_S
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_active_jobs_per_tenant: int = DEFAULT_MAX_ACTIVE_JOBS_PER_TENANT
@@ -117,6 +118,7 @@ class Settings:
             redis_ssl_cert_reqs=env.get("REDIS_SSL_CERT_REQS", "").strip() or None,
             api_keys=api_keys,
             storage_url=env.get("STORAGE_URL", "").strip() or DEFAULT_STORAGE_URL,
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL", "").strip() or None,
             result_ttl_s=_int(env, "RESULT_TTL_S", DEFAULT_RESULT_TTL_S),
             max_payload_bytes=_int(env, "MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES),
             max_active_jobs_per_tenant=_int(env, "MAX_ACTIVE_JOBS_PER_TENANT", DEFAULT_MAX_ACTIVE_JOBS_PER_TENANT),

@@ -1,17 +1,20 @@
-"""Where finished PDFs live, chosen by STORAGE_URL: local files or Redis (S3 plugs in the same way)."""
+"""Where finished PDFs live, chosen by STORAGE_URL: local files, Redis, or S3(-compatible) object storage."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Iterator, Protocol
 from urllib.parse import urlsplit
 
 from redis import Redis
 
 from shared import keys
 from shared.config import PROJECT_ROOT, Settings
+from shared.errors import StorageError
 
 
 class PdfStorage(Protocol):
@@ -82,6 +85,66 @@ class RedisStorage:
         return 0  # Redis expires the blobs itself.
 
 
+class S3Storage:
+    """PDFs as objects under `s3://bucket/prefix`; works with AWS and S3-compatible stores (S3_ENDPOINT_URL).
+
+    Credentials come from boto3's usual environment variables (AWS_ACCESS_KEY_ID, ...).
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str, ttl_s: int) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.ttl_s = ttl_s
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}/{job_id}.pdf" if self.prefix else f"{job_id}.pdf"
+
+    def put(self, job_id: str, content: bytes) -> None:
+        expires = datetime.now(timezone.utc) + timedelta(seconds=self.ttl_s)
+        with _s3_faults():
+            self.client.put_object(Bucket=self.bucket, Key=self._key(job_id), Body=content,
+                                   ContentType="application/pdf", Expires=expires)
+
+    def get(self, job_id: str) -> bytes | None:
+        try:
+            with _s3_faults():
+                response = self.client.get_object(Bucket=self.bucket, Key=self._key(job_id))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, self.client.exceptions.NoSuchKey):
+                return None
+            raise
+        if (datetime.now(timezone.utc) - response["LastModified"]).total_seconds() > self.ttl_s:
+            return None
+        return response["Body"].read()
+
+    def delete(self, job_id: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(job_id))
+
+    def purge_expired(self) -> int:
+        """S3 lifecycle rules work in whole days; this enforces RESULT_TTL_S to the second."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.ttl_s)
+        removed = 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else ""):
+            stale = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["LastModified"] < cutoff]
+            if stale:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": stale, "Quiet": True})
+                removed += len(stale)
+        return removed
+
+
+@contextlib.contextmanager
+def _s3_faults() -> Iterator[None]:
+    """Any S3 client failure (network, credentials, service) surfaces as one StorageError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"object storage failed: {type(exc).__name__}") from exc
+
+
 def storage_from_settings(settings: Settings, connection: Redis) -> PdfStorage:
     url = urlsplit(settings.storage_url)
     if url.scheme == "file":
@@ -92,4 +155,9 @@ def storage_from_settings(settings: Settings, connection: Redis) -> PdfStorage:
         if settings.storage_url == settings.redis_url:
             return RedisStorage(connection, settings.result_ttl_s)
         return RedisStorage(Redis.from_url(settings.storage_url), settings.result_ttl_s)
+    if url.scheme == "s3":
+        import boto3  # Only deployments that store in S3 pay for importing it.
+
+        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+        return S3Storage(client, url.netloc, url.path, settings.result_ttl_s)
     raise ValueError(f"unsupported STORAGE_URL scheme {url.scheme!r}")

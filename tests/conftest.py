@@ -115,8 +115,8 @@ def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start extra workers (with their own environment) that are stopped after the test."""
     spawned: list[WorkerProcess] = []
 
-    def spawn(env: dict[str, str], wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(spawned)}.log")
+    def spawn(env: dict[str, str], wait: bool = True, cwd: Path = ROOT) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(spawned)}.log", cwd=cwd)
         spawned.append(worker)
         if wait:
             worker.wait_registered(Redis.from_url(env["REDIS_URL"]))

@@ -72,10 +72,10 @@ def _pings(client: Redis) -> bool:
 class WorkerProcess:
     """`python -m worker` as its own process, exactly as the Procfile runs it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> None:
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "worker"], cwd=cwd, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
