@@ -21,4 +21,8 @@ if [[ "$host" == "127.0.0.1" || "$host" == "localhost" ]] && ! redis-cli -h "$ho
 fi
 trap '[ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null; wait' EXIT
 
-honcho start -f Procfile -c "worker=$WORKERS"
+# Platforms restart a dead worker; locally a loop does (honcho itself would stop everything).
+mkdir -p data
+sed -E 's/^worker: (.*)$/worker: while true; do \1; echo "worker exited ($?), restarting in 1 s" >\&2; sleep 1; done/' \
+  Procfile > data/Procfile.local
+honcho start -f data/Procfile.local -d . -c "worker=$WORKERS"
