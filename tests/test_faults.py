@@ -211,3 +211,15 @@ def test_failed_job_can_be_retried(no_workers: None, env: dict[str, str], jobs: 
     assert retried.status_code == 202 and retried.json["attempts"] == 0 and retried.json["error"] is None
     again = jobs.wait(job["id"])
     assert again["status"] == "failed" and again["attempts"] == 1
+
+
+@pytest.mark.usefixtures("workers")
+def test_canceled_while_retrying_never_runs_again(jobs: JobsClient, client: FlaskClient, auth: AuthActions) -> None:
+    """Canceling a job waiting for its next attempt removes it from the retry schedule."""
+    job = jobs.submit({**SLOW, "timeout_s": 1, "max_retries": 3})
+    jobs.wait(job["id"], ("retrying",), timeout=30)
+    response = client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers())
+    assert response.status_code == 200 and response.json["status"] == "canceled"
+    time.sleep(6)  # longer than the first two backoff delays
+    after = jobs.get(job["id"])
+    assert after["status"] == "canceled" and after["attempts"] == 1
