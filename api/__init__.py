@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from api import catalog, errors, events, jobs, ops
+from api import catalog, dashboard, errors, events, jobs, metrics, ops, schedules
 from api.context import EXTENSION, ApiContext
 from shared.config import Settings
 from shared.connection import connect
@@ -12,7 +12,7 @@ from shared.template_catalog import load_catalog
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    settings = (settings or Settings.from_env()).for_api()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -24,8 +24,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         templates=load_catalog(settings.templates_dir),
     )
     errors.init_app(app)
-    for blueprint in (jobs.bp, events.bp, catalog.bp, ops.bp):
+    for blueprint in (jobs.bp, events.bp, catalog.bp, ops.bp, metrics.bp, schedules.bp):
         app.register_blueprint(blueprint)
+    dashboard.init_app(app, settings)
     app.after_request(_security_headers)
     return app
 

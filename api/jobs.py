@@ -181,7 +181,7 @@ def cancel_job(job_id: str) -> Any:
         with connection.pipeline(transaction=False) as pipe:
             pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
             pipe.srem(keys.active_jobs(g.tenant), job.id)
-            metrics.record_canceled(pipe, priority=job.meta["priority"])
+            metrics.record_canceled(pipe, priority=job.meta["priority"], tenant=g.tenant)
             announce(pipe, job.id)
             pipe.execute()
     return resource(job)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -33,6 +33,8 @@ DEFAULT_WORKER_MAINTENANCE_INTERVAL_S = 15
 """How often, in seconds, workers re-queue abandoned jobs and purge expired PDFs (RQ's default is 600)."""
 DEFAULT_WORKER_MEMORY_LIMIT_MB = 2048
 """Address-space cap of one render process (work-horse), in MiB; past it the job fails `memory_limit`."""
+DEFAULT_SCHEDULER_INTERVAL_S = 5
+"""Seconds between scheduler passes; tenants' cron runs fire within this delay of their minute."""
 DEV_TENANT = "dev"
 DEV_KEY = "dev-key"
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"
@@ -67,7 +69,7 @@ def parse_api_keys(raw: str) -> dict[str, str]:
 class Settings:
     redis_url: str = DEFAULT_REDIS_URL
     redis_ssl_cert_reqs: str | None = None
-    api_keys: dict[str, str] = field(default_factory=lambda: {DEV_KEY: DEV_TENANT})
+    api_keys: dict[str, str] = field(default_factory=dict)
     storage_url: str = DEFAULT_STORAGE_URL
     s3_endpoint_url: str | None = None
     result_ttl_s: int = DEFAULT_RESULT_TTL_S
@@ -86,11 +88,23 @@ class Settings:
     worker_shutdown_grace_s: int = DEFAULT_WORKER_SHUTDOWN_GRACE_S
     worker_maintenance_interval_s: int = DEFAULT_WORKER_MAINTENANCE_INTERVAL_S
     worker_memory_limit_mb: int = DEFAULT_WORKER_MEMORY_LIMIT_MB
+    scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
     templates_dir: Path = PROJECT_ROOT / "templates"
 
     @property
     def production(self) -> bool:
         return self.app_env == "production"
+
+    def for_api(self) -> Settings:
+        """The API needs keys: production refuses to serve without them or with the dev key."""
+        if self.production and not self.api_keys:
+            raise ConfigError("APP_ENV=production needs API_KEYS")
+        if self.production and DEV_KEY in self.api_keys:
+            raise ConfigError("APP_ENV=production refuses the development key 'dev-key'")
+        if self.api_keys:
+            return self
+        log.warning("API_KEYS is unset: serving the single development key for tenant 'dev'")
+        return replace(self, api_keys={DEV_KEY: DEV_TENANT})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,15 +112,7 @@ class Settings:
         env = os.environ if env is None else env
         production = env.get("APP_ENV", "").strip() == "production"
         raw_keys = env.get("API_KEYS", "").strip()
-        if raw_keys:
-            api_keys = parse_api_keys(raw_keys)
-        elif production:
-            raise ConfigError("APP_ENV=production needs API_KEYS")
-        else:
-            log.warning("API_KEYS is unset: serving the single development key for tenant 'dev'")
-            api_keys = {DEV_KEY: DEV_TENANT}
-        if production and DEV_KEY in api_keys:
-            raise ConfigError("APP_ENV=production refuses the development key 'dev-key'")
+        api_keys = parse_api_keys(raw_keys) if raw_keys else {}
         secret_key = env.get("SECRET_KEY", "").strip()
         if not secret_key:
             if production:
@@ -136,4 +142,5 @@ class Settings:
             worker_maintenance_interval_s=_int(env, "WORKER_MAINTENANCE_INTERVAL_S",
                                                DEFAULT_WORKER_MAINTENANCE_INTERVAL_S),
             worker_memory_limit_mb=_int(env, "WORKER_MEMORY_LIMIT_MB", DEFAULT_WORKER_MEMORY_LIMIT_MB),
+            scheduler_interval_s=_int(env, "SCHEDULER_INTERVAL_S", DEFAULT_SCHEDULER_INTERVAL_S),
         )

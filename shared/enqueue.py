@@ -11,7 +11,7 @@ from redis.client import Pipeline
 from rq import Callback, Retry
 from rq.job import Job
 
-from shared import keys
+from shared import keys, metrics
 from shared.config import Settings
 from shared.queues import queue_for
 from shared.records import new_meta
@@ -82,7 +82,7 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
     pipe.zadd(keys.tenant_jobs(tenant), {job_id: now_ms})
     pipe.zremrangebyscore(keys.tenant_jobs(tenant), 0, now_ms - (settings.result_ttl_s + TENANT_INDEX_GRACE_S) * 1000)
     pipe.sadd(keys.active_jobs(tenant), job_id)
-    pipe.hincrby(keys.stats("enqueued"), request.priority.value, 1)
+    metrics.record_enqueued(pipe, priority=request.priority.value)
     if own_pipeline:
         pipe.execute()
     return job

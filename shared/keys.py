@@ -29,3 +29,18 @@ def active_jobs(tenant: str) -> str:
 
 def stats(name: str) -> str:
     return f"{PREFIX}stats:{name}"
+
+
+def schedule(schedule_id: str) -> str:
+    return f"{PREFIX}schedule:{schedule_id}"
+
+
+def tenant_schedules(tenant: str) -> str:
+    return f"{PREFIX}tenant:{tenant}:schedules"
+
+
+SCHEDULES_DUE = f"{PREFIX}schedules:due"
+"""Sorted set of schedule ids scored by their next run time (epoch seconds)."""
+
+LATEST_OPS_REPORT = f"{PREFIX}ops:latest_report"
+"""Job id of the newest daily operations report (tenant `ops`)."""

@@ -81,3 +81,33 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+
+
+class ScheduleRequest(BaseModel):
+    """A recurring job (`POST /v1/schedules`): a cron expression in a timezone, and the job to create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(description="Five-field cron expression, e.g. '0 9 * * 1'", max_length=100)
+    timezone: str = Field("UTC", description="IANA timezone the cron expression is read in", max_length=64)
+    job: JobRequest
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        from croniter import croniter
+
+        if len(cron.split()) != 5 or not croniter.is_valid(cron):
+            raise ValueError("not a valid five-field cron expression")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {name!r}") from None
+        return name

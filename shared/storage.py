@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,7 @@ from redis import Redis
 
 from shared import keys
 from shared.config import PROJECT_ROOT, Settings
+from shared.connection import connect
 from shared.errors import StorageError
 
 
@@ -146,15 +148,16 @@ def _s3_faults() -> Iterator[None]:
 
 
 def storage_from_settings(settings: Settings, connection: Redis) -> PdfStorage:
+    """`STORAGE_URL=redis` (or the REDIS_URL itself) shares the job store's server and connection."""
     url = urlsplit(settings.storage_url)
     if url.scheme == "file":
         raw = url.netloc + url.path
         root = Path(raw) if raw.startswith("/") else PROJECT_ROOT / raw
         return FileStorage(root.resolve(), settings.result_ttl_s)
+    if settings.storage_url in ("redis", settings.redis_url):
+        return RedisStorage(connection, settings.result_ttl_s)
     if url.scheme in ("redis", "rediss"):
-        if settings.storage_url == settings.redis_url:
-            return RedisStorage(connection, settings.result_ttl_s)
-        return RedisStorage(Redis.from_url(settings.storage_url), settings.result_ttl_s)
+        return RedisStorage(connect(replace(settings, redis_url=settings.storage_url)), settings.result_ttl_s)
     if url.scheme == "s3":
         import boto3  # Only deployments that store in S3 pay for importing it.
 

@@ -16,7 +16,7 @@ from shared.config import Settings
 from shared.connection import connect
 from tests.support import ROOT, RedisServer, WorkerProcess, wait_until
 
-TENANT_KEYS = {"acme": "acme-key", "globex": "globex-key"}
+TENANT_KEYS = {"acme": "acme-key", "globex": "globex-key", "ops": "ops-key"}
 KEPT_PREFIXES = (b"rq:worker", b"rq:scheduler", b"rq:clean_registries")
 """Keys the long-lived test workers own; flushing them would unregister the workers."""
 

@@ -20,8 +20,8 @@ def test_api_keys_map_keys_to_tenants() -> None:
 
 
 def test_development_falls_back_to_dev_key(caplog: pytest.LogCaptureFixture) -> None:
-    """Without API_KEYS outside production the dev key serves tenant dev, with a warning."""
-    settings = Settings.from_env({})
+    """Without API_KEYS outside production the API serves the dev key for tenant dev, with a warning."""
+    settings = Settings.from_env({}).for_api()
     assert settings.api_keys == {DEV_KEY: "dev"}
     assert "API_KEYS is unset" in caplog.text
 
@@ -32,10 +32,16 @@ def test_development_falls_back_to_dev_key(caplog: pytest.LogCaptureFixture) -> 
     {"APP_ENV": "production", "API_KEYS": "t:k"},
     {"RESULT_TTL_S": "soon"},
 ])
-def test_refuses_unsafe_or_malformed_settings(env: dict[str, str]) -> None:
-    """Production refuses to start without keys/secret or with the dev key; bad numbers are errors."""
+def test_api_refuses_unsafe_or_malformed_settings(env: dict[str, str]) -> None:
+    """The API refuses production without keys/secret or with the dev key; bad numbers are errors."""
     with pytest.raises(ConfigError):
-        Settings.from_env(env)
+        Settings.from_env(env).for_api()
+
+
+def test_workers_need_no_api_keys_in_production() -> None:
+    """Workers and the scheduler start in production without API_KEYS (only the API uses them)."""
+    settings = Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "s"})
+    assert settings.production and settings.api_keys == {}
 
 
 def test_file_storage_round_trip_and_retention(tmp_path: Path) -> None:
@@ -66,5 +72,7 @@ def test_storage_chosen_by_url(redis, settings, tmp_path: Path) -> None:
 
     assert isinstance(storage_from_settings(replace(settings, storage_url=f"file://{tmp_path}"), redis), FileStorage)
     assert isinstance(storage_from_settings(replace(settings, storage_url=settings.redis_url), redis), RedisStorage)
+    shorthand = storage_from_settings(replace(settings, storage_url="redis"), redis)
+    assert isinstance(shorthand, RedisStorage) and shorthand.connection is redis
     with pytest.raises(ValueError):
         storage_from_settings(replace(settings, storage_url="ftp://x"), redis)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from datetime import timedelta
 from types import TracebackType
@@ -54,7 +55,9 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
 
     def finish(pipe: Pipeline) -> None:
         pipe.srem(keys.active_jobs(job.meta["tenant"]), job.id)
-        metrics.record_completed(pipe, priority=job.meta["priority"], render_s=render_s, pages=rendered.pages)
+        metrics.record_completed(pipe, job_id=job.id, priority=job.meta["priority"], tenant=job.meta["tenant"],
+                                 render_s=render_s, pages=rendered.pages, worker=job.worker_name or "unknown",
+                                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
     save_state(job, finish)
     log.info("job completed", extra={"job_id": job.id, "tenant": job.meta["tenant"], "queue": job.origin,
@@ -97,7 +100,8 @@ def record_failure(job: Job, code: str, message: str, *, permanent: bool) -> Non
     def account(pipe: Pipeline) -> None:
         if final:
             pipe.srem(keys.active_jobs(job.meta.get("tenant", "")), job.id)
-            metrics.record_failed(pipe, priority=job.meta.get("priority", "normal"), code=code)
+            metrics.record_failed(pipe, priority=job.meta.get("priority", "normal"), tenant=job.meta.get("tenant", ""),
+                                  code=code)
 
     save_state(job, account)
     log.warning("job attempt failed", extra={"job_id": job.id, "tenant": job.meta.get("tenant"), "queue": job.origin,
@@ -124,6 +128,6 @@ def on_render_stopped(job: Job, connection: Redis) -> None:
 
     def account(pipe: Pipeline) -> None:
         pipe.srem(keys.active_jobs(job.meta.get("tenant", "")), job.id)
-        metrics.record_canceled(pipe, priority=job.meta.get("priority", "normal"))
+        metrics.record_canceled(pipe, priority=job.meta.get("priority", "normal"), tenant=job.meta.get("tenant", ""))
 
     save_state(job, account)
