@@ -17,3 +17,15 @@ graceful_timeout = 25
 keepalive = 5
 accesslog = None
 errorlog = "-"
+
+# gunicorn's own lines in the same one-JSON-object-per-line format as the app's.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "shared.logs.JsonFormatter"}},
+    "handlers": {  # the names gunicorn's defaults refer to, now formatted as JSON
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+    },
+    "loggers": {"gunicorn.error": {"handlers": ["error_console"], "level": "INFO", "propagate": False}},
+}
