@@ -1,9 +1,7 @@
-"""Bearer key -> tenant, checked in constant time; signed link tokens for browser-followable links."""
+"""Bearer key -> tenant, checked in constant time; or a signed link token for browser-followable links."""
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import hmac
 import time
 from typing import Callable, TypeVar
@@ -13,6 +11,7 @@ from flask import g, request
 from api.context import ctx
 from api.errors import ApiError
 from api.lookup import job_tenant
+from shared.links import link_signature
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -47,19 +46,6 @@ def require_tenant(view: F) -> F:
     return wrapped  # type: ignore[return-value]
 
 
-def _signature(secret: str, tenant: str, job_id: str, route: str, expires: int) -> str:
-    message = f"{tenant}\n{job_id}\n{route}\n{expires}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
-
-
-def link_token(tenant: str, job_id: str, route: str) -> str:
-    """A token scoped to one job and one route, valid for LINK_TTL_S."""
-    settings = ctx().settings
-    expires = int(time.time()) + settings.link_ttl_s
-    return f"{expires}.{_signature(settings.secret_key, tenant, job_id, route, expires)}"
-
-
 def token_tenant(token: str, job_id: str, route: str) -> str | None:
     """The tenant a valid, unexpired token was issued to; the tenant is checked against the job."""
     expires_raw, _, signature = token.partition(".")
@@ -68,7 +54,7 @@ def token_tenant(token: str, job_id: str, route: str) -> str | None:
     tenant = job_tenant(job_id)
     if tenant is None:
         return None
-    expected = _signature(ctx().settings.secret_key, tenant, job_id, route, int(expires_raw))
+    expected = link_signature(ctx().settings.secret_key, tenant, job_id, route, int(expires_raw))
     return tenant if hmac.compare_digest(expected, signature) else None
 
 

@@ -12,13 +12,14 @@ from rq.job import Job, JobStatus as RQStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from api.admission import check_capacity, claim_idempotency, idempotency_key, json_body, release_idempotency
-from api.auth import link_token, require_tenant, require_tenant_or_token
+from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
 from api.errors import ApiError, validation_problem
 from api.lookup import find_job, was_expired
 from shared import keys, metrics
-from shared.enqueue import enqueue_render, new_job_id
+from shared.enqueue import enqueue_render, enqueue_webhook, new_job_id
 from shared.events import announce
+from shared.links import job_links
 from shared.netguard import BlockedTarget, check_public_url, check_url_shape
 from shared.queue_position import QueueSnapshot
 from shared.queues import queue_for
@@ -45,21 +46,12 @@ def validation_context() -> dict[str, Any]:
     return {"templates": ctx().templates, "check_webhook_url": check_webhook}
 
 
-def links_for(job: Job) -> dict[str, str]:
-    tenant = job.meta["tenant"]
-    return {
-        "self": url_for("jobs.get_job", job_id=job.id),
-        "pdf": url_for("jobs.download_pdf", job_id=job.id, token=link_token(tenant, job.id, "pdf")),
-        "events": url_for("events.job_events", job_id=job.id, token=link_token(tenant, job.id, "events")),
-    }
-
-
 def resource(job: Job, snapshot: QueueSnapshot | None = None) -> dict[str, Any]:
     queue_info = None
     if job.get_status(refresh=False) == RQStatus.QUEUED:
         snapshot = snapshot or QueueSnapshot.take(ctx().connection)
         queue_info = snapshot.position(ctx().connection, job.meta["priority"], job.id)
-    return to_resource(job, links=links_for(job), queue_info=queue_info)
+    return to_resource(job, links=job_links(ctx().settings, job.meta["tenant"], job.id), queue_info=queue_info)
 
 
 def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -178,10 +170,12 @@ def cancel_job(job_id: str) -> Any:
             pass  # It finished between our read and the stop; the worker's records stand.
     else:
         job.cancel()
-        with connection.pipeline(transaction=False) as pipe:
+        with connection.pipeline() as pipe:
+            pipe.multi()  # explicit, so the webhook's enqueue joins this transaction
             pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
             pipe.srem(keys.active_jobs(g.tenant), job.id)
             metrics.record_canceled(pipe, priority=job.meta["priority"], tenant=g.tenant)
+            enqueue_webhook(job, "job.canceled", connection, pipeline=pipe)
             announce(pipe, job.id)
             pipe.execute()
     return resource(job)

@@ -86,3 +86,21 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
     if own_pipeline:
         pipe.execute()
     return job
+
+
+WEBHOOK_FUNCTION = "worker.webhooks.deliver_webhook"
+WEBHOOK_ATTEMPTS = 6
+"""One delivery plus five retries with backoff (about 2 s to 30 s apart)."""
+WEBHOOK_TIMEOUT_S = 30
+
+
+def enqueue_webhook(job: Job, event: str, connection: Redis, pipeline: Pipeline | None = None) -> None:
+    """Deliver the job's final state to its webhook_url from a worker, in its own small retried job."""
+    if not job.meta.get("webhook_url"):
+        return
+    queue_for("urgent", connection).enqueue(
+        WEBHOOK_FUNCTION, job.id, event,
+        job_timeout=WEBHOOK_TIMEOUT_S, result_ttl=3600, failure_ttl=86400,
+        retry=Retry(max=WEBHOOK_ATTEMPTS - 1, interval=retry_delays(WEBHOOK_ATTEMPTS - 1)),
+        description=f"webhook {event} for {job.id}", pipeline=pipeline,
+    )

@@ -17,6 +17,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from shared import keys, metrics
+from shared.enqueue import enqueue_webhook
 from shared.errors import JobFailure, StorageError
 from shared.records import iso, utcnow
 from worker.progress import reporter, save_state
@@ -54,6 +55,7 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     job.meta["render_ms"] = round(render_s * 1000, 1)
 
     def finish(pipe: Pipeline) -> None:
+        enqueue_webhook(job, "job.completed", job.connection, pipeline=pipe)
         pipe.srem(keys.active_jobs(job.meta["tenant"]), job.id)
         metrics.record_completed(pipe, job_id=job.id, priority=job.meta["priority"], tenant=job.meta["tenant"],
                                  render_s=render_s, pages=rendered.pages, worker=job.worker_name or "unknown",
@@ -99,6 +101,7 @@ def record_failure(job: Job, code: str, message: str, *, permanent: bool) -> Non
 
     def account(pipe: Pipeline) -> None:
         if final:
+            enqueue_webhook(job, "job.failed", job.connection, pipeline=pipe)
             pipe.srem(keys.active_jobs(job.meta.get("tenant", "")), job.id)
             metrics.record_failed(pipe, priority=job.meta.get("priority", "normal"), tenant=job.meta.get("tenant", ""),
                                   code=code)
@@ -127,6 +130,7 @@ def on_render_stopped(job: Job, connection: Redis) -> None:
     job.meta["finished_at"] = job.meta.get("finished_at") or iso(utcnow())
 
     def account(pipe: Pipeline) -> None:
+        enqueue_webhook(job, "job.canceled", job.connection, pipeline=pipe)
         pipe.srem(keys.active_jobs(job.meta.get("tenant", "")), job.id)
         metrics.record_canceled(pipe, priority=job.meta.get("priority", "normal"), tenant=job.meta.get("tenant", ""))
 

@@ -11,7 +11,8 @@ from shared.events import announce
 
 def save_state(job: Job, extra: Callable[[Pipeline], None] | None = None) -> None:
     """Persist `job.meta` (RQ re-saves this same object later, so it must stay current) and announce."""
-    with job.connection.pipeline(transaction=False) as pipe:
+    with job.connection.pipeline() as pipe:
+        pipe.multi()  # explicit MULTI first, so RQ can add an enqueue (a webhook) to the same transaction
         pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
         if extra is not None:
             extra(pipe)

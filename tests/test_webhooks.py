@@ -1,0 +1,115 @@
+"""Signed webhooks, sent by workers to a real local HTTP receiver, retried, and refused for private targets."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from api import create_app
+from shared.config import Settings
+from tests.conftest import AuthActions, JobsClient
+from tests.support import WorkerProcess, wait_until
+
+
+class Receiver:
+    """An HTTP endpoint on loopback recording each POST; answers the statuses it is told to, then 200."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        self.statuses = list(statuses or [])
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.deliveries.append((dict(self.headers), body))
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/pdf"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture
+def hooks_env(private_db: dict[str, str]) -> dict[str, str]:
+    private_db.update(ALLOW_PRIVATE_WEBHOOKS="1", WEBHOOK_SECRET="whsec-test-123")
+    return private_db
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What a receiver does (the README shows the same few lines)."""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers["X-Signature-256"])
+
+
+def test_completed_job_posts_signed_resource(hooks_env: dict[str, str], jobs: JobsClient, receiver: Receiver,
+                                             spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """On completion the worker POSTs the job resource, signed with WEBHOOK_SECRET over the raw body."""
+    spawn_worker(hooks_env)
+    job = jobs.submit({"html": "<p>hook</p>", "webhook_url": receiver.url, "metadata": {"order": 7}})
+    jobs.wait(job["id"])
+    wait_until(lambda: receiver.deliveries, timeout=20)
+    headers, body = receiver.deliveries[0]
+    assert verify("whsec-test-123", headers, body)
+    assert not verify("wrong-secret", headers, body)
+    payload = json.loads(body)
+    assert payload["id"] == job["id"] and payload["status"] == "completed"
+    assert payload["result"]["pages"] == 1 and payload["metadata"] == {"order": 7}
+    assert headers["X-Pdfq-Event"] == "job.completed"
+    assert jobs.client.get(payload["links"]["pdf"]).status_code == 200
+
+
+def test_failed_delivery_is_retried_with_backoff(hooks_env: dict[str, str], jobs: JobsClient,
+                                                 spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """A receiver answering 500 gets the same event again until it answers 2xx; final failures are sent too."""
+    flaky = Receiver(statuses=[500, 503])
+    try:
+        spawn_worker(hooks_env)
+        job = jobs.submit({"html": "{{ missing }}", "webhook_url": flaky.url})
+        assert jobs.wait(job["id"])["status"] == "failed"
+        wait_until(lambda: len(flaky.deliveries) == 3, timeout=40)
+        bodies = [json.loads(body) for _, body in flaky.deliveries]
+        assert all(b["status"] == "failed" and b["error"]["code"] == "template_error" for b in bodies)
+        assert {h["X-Pdfq-Event"] for h, _ in flaky.deliveries} == {"job.failed"}
+        assert len({h["X-Pdfq-Delivery"] for h, _ in flaky.deliveries}) == 3
+    finally:
+        flaky.server.shutdown()
+
+
+def test_private_target_refused_at_delivery(private_db: dict[str, str], auth: AuthActions, receiver: Receiver,
+                                            spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """Even if an API accepted a private URL, a worker without ALLOW_PRIVATE_WEBHOOKS never contacts it."""
+    api = JobsClient(create_app(Settings.from_env({**private_db, "ALLOW_PRIVATE_WEBHOOKS": "1"})).test_client(), auth)
+    worker = spawn_worker(private_db)
+    job = api.submit({"html": "<p>x</p>", "webhook_url": receiver.url})
+    assert api.wait(job["id"])["status"] == "completed"
+    wait_until(lambda: "webhook refused" in worker.log_path.read_text(), timeout=20)
+    assert receiver.deliveries == []
+
+
+def test_canceled_queued_job_notifies(hooks_env: dict[str, str], jobs: JobsClient, client, auth: AuthActions,
+                                      receiver: Receiver, spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """Canceling a queued job sends job.canceled once a worker is there to deliver it."""
+    job = jobs.submit({"html": "<p>x</p>", "webhook_url": receiver.url, "priority": "low"})
+    assert client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers()).status_code == 200
+    spawn_worker(hooks_env)
+    wait_until(lambda: receiver.deliveries, timeout=20)
+    headers, body = receiver.deliveries[0]
+    assert headers["X-Pdfq-Event"] == "job.canceled" and json.loads(body)["status"] == "canceled"
