@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from api import catalog, dashboard, errors, events, jobs, metrics, ops, schedules
+from api import catalog, dashboard, errors, events, jobs, metrics, openapi, ops, schedules
 from api.context import EXTENSION, ApiContext
 from shared.config import Settings
 from shared.connection import connect
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         templates=load_catalog(settings.templates_dir),
     )
     errors.init_app(app)
-    for blueprint in (jobs.bp, events.bp, catalog.bp, ops.bp, metrics.bp, schedules.bp):
+    for blueprint in (jobs.bp, events.bp, catalog.bp, ops.bp, metrics.bp, schedules.bp, openapi.bp):
         app.register_blueprint(blueprint)
     dashboard.init_app(app, settings)
     app.after_request(_security_headers)

@@ -18,8 +18,6 @@ bp = Blueprint("events", __name__)
 
 WAKE_INTERVAL_S = 1.0
 """Longest a stream sleeps without re-reading the job, in case an announcement was missed."""
-KEEPALIVE_S = 15.0
-"""Comment sent on a quiet stream so proxies (Heroku cuts at 55 s idle) keep it open."""
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -31,6 +29,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
 def job_events(job_id: str) -> Response:
     job = find_job(job_id, g.tenant)
     connection = ctx().connection
+    keepalive_s = ctx().settings.sse_keepalive_s
 
     def stream() -> Iterator[str]:
         pubsub = connection.pubsub(ignore_subscribe_messages=True)
@@ -49,7 +48,7 @@ def job_events(job_id: str) -> Response:
                     yield sse("done", current)
                     return
                 pubsub.get_message(timeout=WAKE_INTERVAL_S)
-                if time.monotonic() - last_sent > KEEPALIVE_S:
+                if time.monotonic() - last_sent > keepalive_s:
                     last_sent = time.monotonic()
                     yield ": keep-alive\n\n"
                 try:

@@ -35,6 +35,8 @@ DEFAULT_WORKER_MEMORY_LIMIT_MB = 2048
 """Address-space cap of one render process (work-horse), in MiB; past it the job fails `memory_limit`."""
 DEFAULT_SCHEDULER_INTERVAL_S = 5
 """Seconds between scheduler passes; tenants' cron runs fire within this delay of their minute."""
+DEFAULT_SSE_KEEPALIVE_S = 15
+"""Seconds between keep-alive comments on a quiet event stream (Heroku's router cuts at 55 s idle)."""
 DEV_TENANT = "dev"
 DEV_KEY = "dev-key"
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"
@@ -89,6 +91,7 @@ class Settings:
     worker_maintenance_interval_s: int = DEFAULT_WORKER_MAINTENANCE_INTERVAL_S
     worker_memory_limit_mb: int = DEFAULT_WORKER_MEMORY_LIMIT_MB
     scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
+    sse_keepalive_s: int = DEFAULT_SSE_KEEPALIVE_S
     templates_dir: Path = PROJECT_ROOT / "templates"
 
     @property
@@ -143,4 +146,5 @@ class Settings:
                                                DEFAULT_WORKER_MAINTENANCE_INTERVAL_S),
             worker_memory_limit_mb=_int(env, "WORKER_MEMORY_LIMIT_MB", DEFAULT_WORKER_MEMORY_LIMIT_MB),
             scheduler_interval_s=_int(env, "SCHEDULER_INTERVAL_S", DEFAULT_SCHEDULER_INTERVAL_S),
+            sse_keepalive_s=_int(env, "SSE_KEEPALIVE_S", DEFAULT_SSE_KEEPALIVE_S),
         )

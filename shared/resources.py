@@ -1,0 +1,126 @@
+"""Response models: the shapes the API answers with, documented in /openapi.json next to the request models."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.queues import Priority
+from shared.records import JobStatus
+
+
+class Progress(BaseModel):
+    step: str = Field(description="queued, templating, layout, writing, storing or done")
+    percent: int
+
+
+class JobError(BaseModel):
+    code: str = Field(description="template_error, render_error, timeout, worker_lost, page_limit, memory_limit, ...")
+    message: str
+
+
+class JobResult(BaseModel):
+    bytes: int
+    pages: int
+    sha256: str
+    expires_at: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    pdf: str = Field(description="Download URL with a short-lived signed token")
+    events: str = Field(description="Server-Sent Events URL with a short-lived signed token")
+
+
+class JobResource(BaseModel):
+    id: str
+    status: JobStatus
+    priority: Priority
+    template: str
+    filename: str
+    metadata: dict[str, Any]
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    max_retries: int
+    progress: Progress
+    queue_position: int | None
+    estimated_wait_s: float | None
+    error: JobError | None
+    result: JobResult | None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    jobs: list[JobResource]
+    next_cursor: str | None
+
+
+class BatchCreated(BaseModel):
+    jobs: list[JobResource]
+
+
+class TemplateEntry(BaseModel):
+    name: str
+    description: str
+    sample_data: dict[str, Any]
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateEntry]
+
+
+class ScheduleResource(BaseModel):
+    id: str
+    cron: str
+    timezone: str
+    job: dict[str, Any]
+    next_run_at: str | None
+    created_at: str
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleResource]
+
+
+class QueueCounts(BaseModel):
+    queued: int
+    started: int
+    failed: int
+    scheduled: int
+
+
+class QueueStats(BaseModel):
+    queues: dict[str, QueueCounts]
+    workers: dict[str, int]
+    jobs: dict[str, int]
+    render_ms: dict[str, float]
+    throughput_per_min: float
+    peak_rss_mb: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unready"]
+    checks: dict[str, Any]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the contract's machine `code`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+    job_status: str | None = None

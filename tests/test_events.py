@@ -1,0 +1,118 @@
+"""Server-Sent Events under the real gunicorn: status changes, a final done, keep-alives, many streams."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from tests.conftest import TENANT_KEYS
+from tests.support import LiveServer
+
+HEADERS = {"Authorization": f"Bearer {TENANT_KEYS['acme']}"}
+SLOW = {"html": "<table>{% for i in range(rows) %}<tr><td>row {{ i }}</td></tr>{% endfor %}</table>",
+        "data": {"rows": 2500}}
+
+
+def read_events(url: str, timeout: float = 60) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs, plus ("comment", text) for keep-alive comments, as a browser's EventSource sees them."""
+    with requests.get(url, stream=True, timeout=timeout) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        event, data = "message", []
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith(":"):
+                yield "comment", line[1:].strip()
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line == "" and data:
+                yield event, "\n".join(data)
+                event, data = "message", []
+
+
+def submit(server: LiveServer, body: dict) -> dict:
+    response = requests.post(f"{server.url}/v1/jobs", json=body, headers=HEADERS, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+@pytest.mark.usefixtures("workers", "redis")
+def test_stream_follows_a_job_to_done(live_api: LiveServer) -> None:
+    """With only the link's token, the stream sends status at once, each change, then done, and closes."""
+    job = submit(live_api, SLOW)
+    events = [(e, json.loads(d)) for e, d in read_events(live_api.url + job["links"]["events"]) if e != "comment"]
+    names = [e for e, _ in events]
+    assert names[0] == "status" and names[-1] == "done" and names.count("done") == 1
+    statuses = [d["status"] for _, d in events]
+    assert statuses[-1] == "completed" and "started" in statuses
+    steps = [d["progress"]["step"] for e, d in events if e == "status"]
+    assert {"layout", "writing"} & set(steps), steps
+    assert statuses.index("started") < statuses.index("completed")
+
+
+@pytest.mark.usefixtures("workers", "redis")
+def test_finished_job_gets_status_and_done_at_once(live_api: LiveServer) -> None:
+    """A job already completed gets its status and done immediately."""
+    job = submit(live_api, {"html": "<p>quick</p>"})
+    deadline = time.monotonic() + 30
+    while requests.get(f"{live_api.url}/v1/jobs/{job['id']}", headers=HEADERS, timeout=5).json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    events = [e for e, _ in read_events(live_api.url + job["links"]["events"]) if e != "comment"]
+    assert events == ["status", "done"] and time.monotonic() - started < 2
+    bad = requests.get(f"{live_api.url}/v1/jobs/{job['id']}/events?token=1.forged", timeout=5)
+    assert bad.status_code == 401
+
+
+@pytest.mark.usefixtures("workers", "redis")
+def test_fifty_open_streams_do_not_block_the_api(live_api: LiveServer) -> None:
+    """50 concurrent streams on a running job hold no worker: other requests still answer quickly, all get done."""
+    job = submit(live_api, {**SLOW, "data": {"rows": 3500}})
+    finals: list[str] = []
+    lock = threading.Lock()
+
+    def follow() -> None:
+        last = None
+        for event, data in read_events(live_api.url + job["links"]["events"], timeout=120):
+            if event == "done":
+                last = json.loads(data)["status"]
+        with lock:
+            finals.append(str(last))
+
+    threads = [threading.Thread(target=follow) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    latencies = []
+    for _ in range(10):
+        started = time.monotonic()
+        assert requests.get(f"{live_api.url}/v1/jobs/{job['id']}", headers=HEADERS, timeout=10).status_code == 200
+        latencies.append(time.monotonic() - started)
+    for thread in threads:
+        thread.join(timeout=120)
+    assert finals == ["completed"] * 50
+    assert max(latencies) < 1.0, latencies
+
+
+def test_keepalive_comments_on_quiet_streams(no_workers: None, env: dict[str, str], tmp_path: Path) -> None:
+    """A stream with nothing to report still sends a comment every SSE_KEEPALIVE_S, so proxies keep it open."""
+    server = LiveServer({**env, "SSE_KEEPALIVE_S": "1"}, tmp_path / "gunicorn.log")
+    try:
+        job = submit(server, {"html": "<p>waits: no worker listens here</p>"})
+        seen: list[str] = []
+        started = time.monotonic()
+        for event, _ in read_events(server.url + job["links"]["events"], timeout=30):
+            seen.append(event)
+            if seen.count("comment") == 2:
+                break
+        assert seen[0] == "status" and seen.count("comment") == 2
+        assert 1.5 < time.monotonic() - started < 10
+    finally:
+        server.stop()

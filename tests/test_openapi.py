@@ -1,0 +1,60 @@
+"""/openapi.json: a valid OpenAPI 3.1 document of every route, and a property-based run finds no 5xx."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import schemathesis
+from flask import Flask
+from hypothesis import HealthCheck, settings
+from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from tests.conftest import TENANT_KEYS
+
+
+def test_document_is_valid_openapi_31(client) -> None:
+    """The document validates against the OpenAPI 3.1 specification."""
+    document = client.get("/openapi.json").json
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+
+
+def test_every_route_is_documented(app: Flask, client) -> None:
+    """Each route the app serves (except the dashboard and this document) has an operation per method."""
+    paths = client.get("/openapi.json").json["paths"]
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("openapi.openapi", "static") or rule.endpoint.startswith("rq_dashboard."):
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            assert method.lower() in paths[path], f"{method} {path}"
+    assert {"/v1/jobs", "/v1/jobs/{job_id}/pdf", "/v1/schedules", "/metrics"} <= set(paths)
+
+
+def test_request_schema_comes_from_the_validating_model(client) -> None:
+    """The JobRequest schema carries the model's own limits, so docs and validation cannot drift."""
+    job = client.get("/openapi.json").json["components"]["schemas"]["JobRequest"]
+    assert job["properties"]["max_retries"]["maximum"] == 10
+    assert job["properties"]["timeout_s"]["maximum"] == 600
+    assert job["additionalProperties"] is False
+
+
+@pytest.fixture
+def api_schema(no_workers: None, app: Flask) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_wsgi("/openapi.json", app)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_get_no_5xx_and_documented_shapes(case: schemathesis.Case) -> None:
+    """Generated requests (valid and invalid) never get a 5xx, and responses match the documented schemas."""
+    if case.path in ("/readyz",):
+        case.call_and_validate(checks=[response_schema_conformance])  # 503 there means "no worker": documented
+        return
+    case.call_and_validate(headers={"Authorization": f"Bearer {TENANT_KEYS['acme']}"},
+                           checks=[not_a_server_error, response_schema_conformance])
