@@ -7,4 +7,4 @@ test:  ## install what the tests need and run the whole suite
 	bash scripts/test.sh
 
 bench:  ## measure throughput, latency and memory against raw WeasyPrint
-	bash scripts/bench.sh
+	bash scripts/bench.sh $(ARGS)

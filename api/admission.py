@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from flask import request
-from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from api.context import ctx
@@ -46,13 +45,8 @@ def _prune_active(tenant: str) -> int:
     """Drop ids that are no longer queued or running (a crashed path may have left them)."""
     connection = ctx().connection
     members = [m.decode() for m in connection.smembers(keys.active_jobs(tenant))]
-    stale = []
-    for job_id in members:
-        try:
-            if status_of(Job.fetch(job_id, connection=connection)) in FINAL_STATUSES:
-                stale.append(job_id)
-        except NoSuchJobError:
-            stale.append(job_id)
+    jobs = Job.fetch_many(members, connection=connection)  # one round trip
+    stale = [job_id for job_id, job in zip(members, jobs) if job is None or status_of(job) in FINAL_STATUSES]
     if stale:
         connection.srem(keys.active_jobs(tenant), *stale)
     return len(members) - len(stale)
@@ -63,14 +57,15 @@ def check_capacity(tenant: str, new_jobs: int = 1) -> None:
     settings = ctx().settings
     connection = ctx().connection
     limit = settings.max_active_jobs_per_tenant
-    if connection.scard(keys.active_jobs(tenant)) + new_jobs > limit and _prune_active(tenant) + new_jobs > limit:
-        raise ApiError(429, "tenant_limit", f"tenant has {limit} queued or running jobs; wait for some to finish",
-                       headers={"Retry-After": str(TENANT_RETRY_AFTER_S)})
-    with connection.pipeline(transaction=False) as pipe:
+    with connection.pipeline(transaction=False) as pipe:  # one round trip for both limits
+        pipe.scard(keys.active_jobs(tenant))
         for queue in all_queues(connection):
             pipe.llen(queue.key)
-        queued = sum(pipe.execute())
-    if queued + new_jobs > settings.max_queued_jobs:
+        active, *lengths = pipe.execute()
+    if active + new_jobs > limit and _prune_active(tenant) + new_jobs > limit:
+        raise ApiError(429, "tenant_limit", f"tenant has {limit} queued or running jobs; wait for some to finish",
+                       headers={"Retry-After": str(TENANT_RETRY_AFTER_S)})
+    if sum(lengths) + new_jobs > settings.max_queued_jobs:
         raise ApiError(503, "queue_full", "the service is at capacity; retry later",
                        headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
 

@@ -46,16 +46,17 @@ def validation_context() -> dict[str, Any]:
     return {"templates": ctx().templates, "check_webhook_url": check_webhook}
 
 
-def resource(job: Job, snapshot: QueueSnapshot | None = None) -> dict[str, Any]:
+def resource(job: Job, snapshot: QueueSnapshot | None = None, from_end: int | None = None) -> dict[str, Any]:
+    """The job resource; `from_end` = jobs enqueued behind it since the snapshot (0 for the newest)."""
     queue_info = None
     if job.get_status(refresh=False) == RQStatus.QUEUED:
         snapshot = snapshot or QueueSnapshot.take(ctx().connection)
-        queue_info = snapshot.position(ctx().connection, job.meta["priority"], job.id)
+        queue_info = snapshot.position(ctx().connection, job.meta["priority"], job.id, from_end)
     return to_resource(job, links=job_links(ctx().settings, job.meta["tenant"], job.id), queue_info=queue_info)
 
 
-def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
-    return resource(job), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
+def accepted(job: Job, just_enqueued: bool = False) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return resource(job, from_end=0 if just_enqueued else None), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
 def _await_job(job_id: str) -> Job:
@@ -87,7 +88,7 @@ def create_job() -> Any:
         if key is not None:
             release_idempotency(g.tenant, key)
         raise
-    return accepted(job)
+    return accepted(job, just_enqueued=True)
 
 
 @bp.post("/batch")
@@ -105,7 +106,12 @@ def create_batch() -> Any:
                 for item in batch.jobs]
         pipe.execute()
     snapshot = QueueSnapshot.take(connection)
-    return {"jobs": [resource(job, snapshot) for job in jobs]}, 202
+    behind = {p: sum(j.meta["priority"] == p for j in jobs) for p in {j.meta["priority"] for j in jobs}}
+    created = []
+    for job in jobs:  # each job's place from the end of its queue, without scanning the queue
+        behind[job.meta["priority"]] -= 1
+        created.append(resource(job, snapshot, from_end=behind[job.meta["priority"]]))
+    return {"jobs": created}, 202
 
 
 @bp.get("/<job_id>")

@@ -28,15 +28,20 @@ class QueueSnapshot:
             for priority in QUEUE_ORDER:
                 pipe.llen(queue_for(priority, connection).key)
             pipe.lrange(keys.stats("render_ms"), 0, RECENT_FOR_ESTIMATE - 1)
-            *lengths, recent = pipe.execute()
-        workers = Worker.count(connection=connection)
+            pipe.scard(Worker.redis_workers_keys)
+            *lengths, recent, workers = pipe.execute()
         avg = fmean(float(ms) for ms in recent) / 1000 if recent else DEFAULT_RENDER_S
         return cls(dict(zip((p.value for p in QUEUE_ORDER), lengths)), workers, avg)
 
-    def position(self, connection: Redis, priority: str, job_id: str) -> dict[str, float | int | None]:
-        """Jobs ahead across all higher queues plus this queue (0 = next), and the wait that implies."""
-        own = queue_for(priority, connection).get_job_position(job_id)
-        if own is None:
+    def position(self, connection: Redis, priority: str, job_id: str,
+                 from_end: int | None = None) -> dict[str, float | int | None]:
+        """Jobs ahead across all higher queues plus this queue (0 = next), and the wait that implies.
+
+        `from_end` (jobs behind it) places a job just enqueued without scanning its queue.
+        """
+        own = (self.lengths[priority] - 1 - from_end if from_end is not None
+               else queue_for(priority, connection).get_job_position(job_id))
+        if own is None or own < 0:
             return {"queue_position": None, "estimated_wait_s": None}
         ahead = own
         for higher in QUEUE_ORDER:

@@ -105,6 +105,7 @@ def test_queued_job_reports_position_and_wait(no_workers: None, jobs: JobsClient
     """Queued jobs carry queue_position (0 = next, higher priorities first) and a wait estimate."""
     first = jobs.submit({"html": "<p>1</p>", "priority": "low"})
     second = jobs.submit({"html": "<p>2</p>", "priority": "low"})
+    assert (first["queue_position"], second["queue_position"]) == (0, 1)
     urgent = jobs.submit({"html": "<p>3</p>", "priority": "urgent"})
     assert jobs.get(urgent["id"])["queue_position"] == 0
     assert jobs.get(first["id"])["queue_position"] == 1

@@ -12,6 +12,9 @@ from worker.runtime import get_runtime
 
 log = logging.getLogger("worker")
 
+RENDER_NICENESS = 5
+"""Renders yield the CPU to an API on the same machine, so submissions stay fast while workers are busy."""
+
 
 def main() -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
@@ -22,6 +25,7 @@ def main() -> int:
     except ConfigError as exc:
         log.error("worker refused to start", extra={"reason": str(exc)})
         return 2
+    os.nice(RENDER_NICENESS)
     worker = build_worker(runtime.connection, runtime.settings)
     log.info("worker ready", extra={"worker": worker.name, "queues": [q.name for q in worker.queues]})
     worker.work(with_scheduler=True, logging_level=os.environ.get("LOG_LEVEL", "INFO"))

@@ -39,10 +39,12 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     rendered = runtime.renderer.render(template=template, html=html, data=data, css=css, progress=report)
     render_s = time.perf_counter() - started
     report("storing", 90)
+    stored = time.perf_counter()
     try:
         runtime.storage.put(job.id, rendered.content)
     except (OSError, RedisError) as exc:
         raise StorageError(f"could not store the PDF: {exc}") from exc
+    job.meta["store_ms"] = round((time.perf_counter() - stored) * 1000, 1)
     finished = utcnow()
     job.meta["result"] = {
         "bytes": len(rendered.content),

@@ -1,0 +1,256 @@
+"""`python -m bench [--quick]`: ceiling, end-to-end throughput, submit latency, job timeline, worker memory."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+
+from bench.ceiling import docs_per_second, invoice_data
+from bench.load import wrk_post
+from shared.config import PROJECT_ROOT
+from shared.metrics import percentile
+from shared.queues import all_queues
+from tests.support import LiveServer, RedisServer, WorkerProcess, free_port, wait_until
+
+API_KEY = "bench-key"
+RESULTS = PROJECT_ROOT / "bench" / "results"
+
+
+def parse_time(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Bench:
+    def __init__(self, workdir: Path, cores: int) -> None:
+        self.redis_server = RedisServer(workdir)
+        self.redis_server.start()
+        self.env = {**os.environ, "REDIS_URL": self.redis_server.url(0), "STORAGE_URL": f"file://{workdir}/pdfs",
+                    "API_KEYS": f"bench:{API_KEY}", "SECRET_KEY": "bench", "PYTHONPATH": str(PROJECT_ROOT),
+                    "MAX_ACTIVE_JOBS_PER_TENANT": "1000000", "MAX_QUEUED_JOBS": "1000000", "LOG_LEVEL": "WARNING"}
+        self.connection = Redis.from_url(self.env["REDIS_URL"])
+        self.workers = [WorkerProcess(self.env, workdir / f"worker-{i}.log") for i in range(cores)]
+        for worker in self.workers:
+            worker.wait_registered(self.connection)
+        self.api = LiveServer(self.env, workdir / "gunicorn.log")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {API_KEY}"
+        self.invoice = {"template": "invoice.html", "data": invoice_data()}
+
+    def submit(self, count: int, threads: int = 4) -> list[str]:
+        ids: list[str] = []
+        lock = threading.Lock()
+
+        def run(share: int) -> None:
+            with requests.Session() as session:
+                session.headers["Authorization"] = f"Bearer {API_KEY}"
+                for _ in range(share):
+                    response = session.post(f"{self.api.url}/v1/jobs", json=self.invoice, timeout=30)
+                    response.raise_for_status()
+                    with lock:
+                        ids.append(response.json()["id"])
+
+        shares = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
+        pool = [threading.Thread(target=run, args=(s,)) for s in shares]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        return ids
+
+    def wait_done(self, ids: list[str], timeout: float = 1800) -> list[Job]:
+        def finished() -> list[Job] | None:
+            jobs = Job.fetch_many(ids, connection=self.connection)
+            return jobs if all(j is not None and j.get_status(refresh=False) in ("finished", "failed")
+                               for j in jobs) else None
+
+        return wait_until(finished, timeout=timeout, interval=0.2)
+
+    def throughput(self, count: int) -> tuple[float, list[Job]]:
+        started = time.perf_counter()
+        ids = self.submit(count)
+        jobs = self.wait_done(ids)
+        return count / (time.perf_counter() - started), jobs
+
+    def idle_waits(self, count: int) -> list[float]:
+        """Enqueue-to-start on idle workers: one job at a time, each waited for."""
+        waits = []
+        for _ in range(count):
+            job_id = self.submit(1, threads=1)[0]
+            job = self.wait_done([job_id])[0]
+            waits.append((parse_time(job.meta["started_at"]) - job.created_at.timestamp()) * 1000)
+        return waits
+
+    def latency(self, seconds: int) -> dict[str, Any]:
+        """POST /v1/jobs vs a bare enqueue-only endpoint, at 2 and 16 connections, while workers render."""
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "api/gunicorn_conf.py",
+                                 "bench.bare_app:app"], cwd=PROJECT_ROOT, env={**self.env, "PORT": str(bare_port)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{bare_port}/enqueue"), timeout=30)
+        self.submit(len(self.workers) * 40)  # a backlog, so the workers render throughout
+        results: dict[str, Any] = {}
+        try:
+            for connections in (2, 16):
+                results[f"bare_c{connections}"] = wrk_post(f"http://127.0.0.1:{bare_port}/enqueue", self.invoice, API_KEY,
+                                                           connections, seconds)
+                results[f"api_c{connections}"] = wrk_post(f"{self.api.url}/v1/jobs", self.invoice, API_KEY,
+                                                          connections, seconds)
+        finally:
+            bare.terminate()
+            bare.wait(timeout=30)
+            for queue in all_queues(self.connection):
+                queue.empty()
+            Queue("bench-bare", connection=self.connection).empty()
+        return results
+
+    def memory(self, count: int) -> dict[str, float]:
+        wait_until(lambda: all(q.count == 0 for q in all_queues(self.connection)), timeout=600, interval=0.5)
+        time.sleep(2)
+        before = [rss_mb(w.pid) for w in self.workers]
+        rate, jobs = self.throughput(count)
+        after = [rss_mb(w.pid) for w in self.workers]
+        horse_peak = float(self.connection.zrange("pdfq:stats:peak_rss_mb", -1, -1, withscores=True)[0][1])
+        return {"jobs": count, "docs_per_s": round(rate, 2), "parent_rss_before_mb": round(max(before), 1),
+                "parent_rss_after_mb": round(max(after), 1),
+                "parent_growth_pct": round(max((a - b) / b * 100 for a, b in zip(after, before)), 2),
+                "horse_peak_rss_mb": round(horse_peak, 1),
+                "peak_rss_per_worker_mb": round(max(after) + horse_peak, 1)}
+
+    def close(self) -> None:
+        self.api.stop()
+        for worker in self.workers:
+            worker.stop()
+        self.redis_server.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.post(url, timeout=1)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+def timeline(jobs: list[Job]) -> dict[str, dict[str, float]]:
+    waits = [(parse_time(j.meta["started_at"]) - j.created_at.timestamp()) * 1000 for j in jobs]
+    parts = {"enqueue_to_start_ms": waits, "render_ms": [j.meta["render_ms"] for j in jobs],
+             "store_ms": [j.meta["store_ms"] for j in jobs]}
+    return {name: {"median": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)}
+            for name, v in parts.items()}
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["raw WeasyPrint\n(ceiling)", "our Renderer\n(no queue)", "end to end\n(HTTP + RQ)"]
+    values = [results["ceiling_docs_per_s"], results["renderer_docs_per_s"], results["e2e_docs_per_s"]]
+    bars = left.bar(names, values, color=["#8a96a3", "#5fb3a8", "#1b3a5c"])
+    left.bar_label(bars, fmt="%.1f")
+    left.set_ylabel("invoices per second")
+    left.set_title(f"Throughput on {results['cores']} cores (ratio {results['e2e_ratio']:.2f})")
+    latency = results["latency"]
+    labels = ["bare c2", "api c2", "bare c16", "api c16"]
+    keys = ["bare_c2", "api_c2", "bare_c16", "api_c16"]
+    x = range(len(keys))
+    right.bar([i - 0.2 for i in x], [latency[k]["p50_ms"] for k in keys], width=0.4, label="p50", color="#5fb3a8")
+    right.bar([i + 0.2 for i in x], [latency[k]["p99_ms"] for k in keys], width=0.4, label="p99", color="#1b3a5c")
+    right.set_xticks(list(x), labels)
+    right.set_ylabel("ms")
+    right.set_title("POST latency while workers render")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="small counts, for a fast check")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    counts = ({"ceiling": 10, "e2e": 60, "idle": 10, "latency_s": 3, "rss": 200} if args.quick
+              else {"ceiling": 40, "e2e": 300, "idle": 30, "latency_s": 8, "rss": 1000})
+    results: dict[str, Any] = {"cores": cores, "mode": "quick" if args.quick else "full",
+                               "measured_at": datetime.now().isoformat(timespec="seconds")}
+    print("ceiling: raw WeasyPrint in", cores, "processes ...", flush=True)
+    results["ceiling_docs_per_s"] = round(docs_per_second(cores, counts["ceiling"], plain=True), 2)
+    results["renderer_docs_per_s"] = round(docs_per_second(cores, counts["ceiling"], plain=False), 2)
+    with tempfile.TemporaryDirectory(prefix="pdfq-bench-") as workdir:
+        bench = Bench(Path(workdir), cores)
+        try:
+            print("end to end ...", flush=True)
+            bench.throughput(cores * 2)  # let every worker take a job once
+            rate, jobs = bench.throughput(counts["e2e"])
+            results["e2e_docs_per_s"] = round(rate, 2)
+            results["e2e_ratio"] = round(rate / results["ceiling_docs_per_s"], 3)
+            results["timeline_under_load"] = timeline(jobs)
+            idle = bench.idle_waits(counts["idle"])
+            results["idle_enqueue_to_start_ms"] = {"median": round(statistics.median(idle), 1),
+                                                   "p95": round(percentile(idle, 0.95), 1)}
+            print("submit latency ...", flush=True)
+            results["latency"] = bench.latency(counts["latency_s"])
+            for c in (2, 16):
+                results["latency"][f"p99_ratio_c{c}"] = round(
+                    results["latency"][f"api_c{c}"]["p99_ms"] / results["latency"][f"bare_c{c}"]["p99_ms"], 2)
+            print("worker memory over", counts["rss"], "jobs ...", flush=True)
+            results["memory"] = bench.memory(counts["rss"])
+        finally:
+            bench.close()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    chart(results, RESULTS / "latest.png")
+    report(results)
+    return 0
+
+
+def report(results: dict[str, Any]) -> None:
+    lat, mem, tl = results["latency"], results["memory"], results["timeline_under_load"]
+    rows = [
+        ("raw WeasyPrint ceiling", f"{results['ceiling_docs_per_s']} docs/s", f"{results['cores']} processes"),
+        ("our Renderer, no queue", f"{results['renderer_docs_per_s']} docs/s", ""),
+        ("end to end (HTTP + RQ)", f"{results['e2e_docs_per_s']} docs/s", f"ratio {results['e2e_ratio']} (target ≥ 0.9)"),
+        ("enqueue→start, idle worker", f"{results['idle_enqueue_to_start_ms']['median']} ms median",
+         f"p95 {results['idle_enqueue_to_start_ms']['p95']} ms (target ≤ 20 median)"),
+        ("enqueue→start under load", f"{tl['enqueue_to_start_ms']['median']} ms median", f"p95 {tl['enqueue_to_start_ms']['p95']} ms"),
+        ("render time", f"{tl['render_ms']['median']} ms median", f"p95 {tl['render_ms']['p95']} ms"),
+        ("store time", f"{tl['store_ms']['median']} ms median", f"p95 {tl['store_ms']['p95']} ms"),
+    ]
+    for c in (2, 16):
+        api, bare = lat[f"api_c{c}"], lat[f"bare_c{c}"]
+        rows.append((f"POST /v1/jobs, {c} conns", f"p50 {api['p50_ms']} / p99 {api['p99_ms']} ms",
+                     f"{api['requests_per_s']} req/s; p99 ratio {lat[f'p99_ratio_c{c}']} (target ≤ 2)"))
+        rows.append((f"bare enqueue, {c} conns", f"p50 {bare['p50_ms']} / p99 {bare['p99_ms']} ms",
+                     f"{bare['requests_per_s']} req/s"))
+    rows.append((f"worker RSS over {mem['jobs']} jobs", f"{mem['parent_rss_before_mb']} → {mem['parent_rss_after_mb']} MiB",
+                 f"growth {mem['parent_growth_pct']} % (target ≤ 10); horse peak {mem['horse_peak_rss_mb']} MiB"))
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:<28} {note}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
