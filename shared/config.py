@@ -56,6 +56,15 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _queues(raw: str) -> tuple[str, ...]:
+    """WORKER_QUEUES=urgent,high gives a dedicated pool; the order is always urgent, high, normal, low."""
+    order = ("urgent", "high", "normal", "low")
+    wanted = {q.strip() for q in raw.split(",") if q.strip()} or set(order)
+    if not wanted <= set(order):
+        raise ConfigError(f"WORKER_QUEUES may name only {', '.join(order)}")
+    return tuple(q for q in order if q in wanted)
+
+
 def parse_api_keys(raw: str) -> dict[str, str]:
     """Turn `tenant1:key1,tenant2:key2` into {key: tenant}; a tenant may hold several keys."""
     keys: dict[str, str] = {}
@@ -92,6 +101,7 @@ class Settings:
     worker_memory_limit_mb: int = DEFAULT_WORKER_MEMORY_LIMIT_MB
     scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
     sse_keepalive_s: int = DEFAULT_SSE_KEEPALIVE_S
+    worker_queues: tuple[str, ...] = ("urgent", "high", "normal", "low")
     templates_dir: Path = PROJECT_ROOT / "templates"
 
     @property
@@ -147,4 +157,5 @@ class Settings:
             worker_memory_limit_mb=_int(env, "WORKER_MEMORY_LIMIT_MB", DEFAULT_WORKER_MEMORY_LIMIT_MB),
             scheduler_interval_s=_int(env, "SCHEDULER_INTERVAL_S", DEFAULT_SCHEDULER_INTERVAL_S),
             sse_keepalive_s=_int(env, "SSE_KEEPALIVE_S", DEFAULT_SSE_KEEPALIVE_S),
+            worker_queues=_queues(env.get("WORKER_QUEUES", "")),
         )

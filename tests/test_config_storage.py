@@ -76,3 +76,11 @@ def test_storage_chosen_by_url(redis, settings, tmp_path: Path) -> None:
     assert isinstance(shorthand, RedisStorage) and shorthand.connection is redis
     with pytest.raises(ValueError):
         storage_from_settings(replace(settings, storage_url="ftp://x"), redis)
+
+
+def test_worker_queues_keep_priority_order() -> None:
+    """WORKER_QUEUES selects a dedicated pool but never changes the drain order; unknown names are refused."""
+    assert Settings.from_env({"WORKER_QUEUES": "high, urgent"}).worker_queues == ("urgent", "high")
+    assert Settings.from_env({}).worker_queues == ("urgent", "high", "normal", "low")
+    with pytest.raises(ConfigError):
+        Settings.from_env({"WORKER_QUEUES": "urgent,default"})

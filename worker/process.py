@@ -17,7 +17,7 @@ from rq.worker import WorkerStatus
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.events import announce
-from shared.queues import all_queues
+from shared.queues import queue_for
 from shared.template_catalog import load_catalog
 from worker.jobs import record_failure
 from worker.limits import cap_memory
@@ -130,6 +130,7 @@ def warm_up() -> None:
 
 
 def build_worker(connection: Redis, settings: Settings) -> PdfWorker:
-    return PdfWorker(all_queues(connection), connection=connection, job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
+    queues = [queue_for(name, connection) for name in settings.worker_queues]
+    return PdfWorker(queues, connection=connection, job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
                      maintenance_interval=settings.worker_maintenance_interval_s, worker_ttl=WORKER_TTL_S,
                      shutdown_grace_s=settings.worker_shutdown_grace_s, horse_memory_mb=settings.worker_memory_limit_mb)
