@@ -55,8 +55,8 @@ def resource(job: Job, snapshot: QueueSnapshot | None = None, from_end: int | No
     return to_resource(job, links=job_links(ctx().settings, job.meta["tenant"], job.id), queue_info=queue_info)
 
 
-def accepted(job: Job, just_enqueued: bool = False) -> tuple[dict[str, Any], int, dict[str, str]]:
-    return resource(job, from_end=0 if just_enqueued else None), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
+def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return resource(job), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
 def _await_job(job_id: str) -> Job:
@@ -82,13 +82,16 @@ def create_job() -> Any:
         return accepted(_await_job(earlier))
     try:
         check_capacity(g.tenant)
-        job = enqueue_render(job_request, tenant=g.tenant, connection=ctx().connection, settings=ctx().settings,
-                             job_id=job_id)
+        with ctx().connection.pipeline() as pipe:  # the job and a queue snapshot for its position: one round trip
+            job = enqueue_render(job_request, tenant=g.tenant, connection=ctx().connection, settings=ctx().settings,
+                                 job_id=job_id, pipeline=pipe)
+            QueueSnapshot.add_reads(pipe)
+            snapshot = QueueSnapshot.from_replies(pipe.execute())
     except BaseException:
         if key is not None:
             release_idempotency(g.tenant, key)
         raise
-    return accepted(job, just_enqueued=True)
+    return resource(job, snapshot, from_end=0), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
 @bp.post("/batch")
@@ -104,8 +107,8 @@ def create_batch() -> Any:
     with connection.pipeline() as pipe:
         jobs = [enqueue_render(item, tenant=g.tenant, connection=connection, settings=ctx().settings, pipeline=pipe)
                 for item in batch.jobs]
-        pipe.execute()
-    snapshot = QueueSnapshot.take(connection)
+        QueueSnapshot.add_reads(pipe)
+        snapshot = QueueSnapshot.from_replies(pipe.execute())
     behind = {p: sum(j.meta["priority"] == p for j in jobs) for p in {j.meta["priority"] for j in jobs}}
     created = []
     for job in jobs:  # each job's place from the end of its queue, without scanning the queue

@@ -4,8 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean
 
+from typing import Any
+
 from redis import Redis
-from rq import Worker
+from redis.client import Pipeline
+from rq import Queue, Worker
 
 from shared import keys
 from shared.queues import QUEUE_ORDER, queue_for
@@ -22,16 +25,28 @@ class QueueSnapshot:
     workers: int
     avg_render_s: float
 
+    READS = len(QUEUE_ORDER) + 2
+    """Replies `add_reads` queues on a pipeline, to hand back to `from_replies`."""
+
+    @classmethod
+    def add_reads(cls, pipe: Pipeline) -> None:
+        """Queue the reads on a caller's pipeline, so a snapshot can ride along with an enqueue."""
+        for priority in QUEUE_ORDER:
+            pipe.llen(f"{Queue.redis_queue_namespace_prefix}{priority.value}")
+        pipe.lrange(keys.stats("render_ms"), 0, RECENT_FOR_ESTIMATE - 1)
+        pipe.scard(Worker.redis_workers_keys)
+
+    @classmethod
+    def from_replies(cls, replies: list[Any]) -> QueueSnapshot:
+        *lengths, recent, workers = replies[-cls.READS:]
+        avg = fmean(float(ms) for ms in recent) / 1000 if recent else DEFAULT_RENDER_S
+        return cls(dict(zip((p.value for p in QUEUE_ORDER), lengths)), workers, avg)
+
     @classmethod
     def take(cls, connection: Redis) -> QueueSnapshot:
         with connection.pipeline(transaction=False) as pipe:
-            for priority in QUEUE_ORDER:
-                pipe.llen(queue_for(priority, connection).key)
-            pipe.lrange(keys.stats("render_ms"), 0, RECENT_FOR_ESTIMATE - 1)
-            pipe.scard(Worker.redis_workers_keys)
-            *lengths, recent, workers = pipe.execute()
-        avg = fmean(float(ms) for ms in recent) / 1000 if recent else DEFAULT_RENDER_S
-        return cls(dict(zip((p.value for p in QUEUE_ORDER), lengths)), workers, avg)
+            cls.add_reads(pipe)
+            return cls.from_replies(pipe.execute())
 
     def position(self, connection: Redis, priority: str, job_id: str,
                  from_end: int | None = None) -> dict[str, float | int | None]:
