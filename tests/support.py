@@ -150,8 +150,8 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
             try:
-                return requests.get(f"{self.url}/healthz", timeout=1).ok
-            except requests.ConnectionError:
+                return requests.get(f"{self.url}/healthz", timeout=2).ok
+            except requests.RequestException:  # not listening yet, or still booting its workers
                 return False
 
         wait_until(up, timeout=30, interval=0.1)
@@ -161,3 +161,40 @@ class LiveServer:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
         self.log.close()
+
+
+class RecordingServer:
+    """A loopback HTTP server that records every request (method, path, headers, body) and answers via `reply`."""
+
+    def __init__(self, reply: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _record_and_reply(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.requests.append((self.command, self.path, dict(self.headers), body))
+                status, headers, content = reply(self.command, self.path)
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(content))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = _record_and_reply  # noqa: N815 (stdlib names)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.server.shutdown()

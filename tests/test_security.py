@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import http.client
-import http.server
 import io
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,48 +15,31 @@ import worker.fetcher
 from shared.config import PROJECT_ROOT
 from shared.errors import PageLimitExceeded, TemplateError
 from tests.conftest import TENANT_KEYS, JobsClient
-from tests.support import LiveServer, WorkerProcess
+from tests.support import LiveServer, RecordingServer, WorkerProcess
 from worker.render import Renderer
 
 
-class Honeypot:
-    """A loopback HTTP server that records every request it receives (none should arrive)."""
+class Honeypot(RecordingServer):
+    """Records every request it receives (none should arrive); redirects /redirect to itself."""
 
     def __init__(self) -> None:
-        self.requests: list[str] = []
-        honeypot = self
+        super().__init__(self._reply)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (stdlib name)
-                honeypot.requests.append(self.path)
-                if self.path.startswith("/redirect"):
-                    self.send_response(302)
-                    self.send_header("Location", f"http://127.0.0.1:{honeypot.port}/after-redirect")
-                    self.end_headers()
-                    return
-                body = b"HONEYPOT-CONTENT"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/css")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def _reply(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/redirect"):
+            return 302, {"Location": self.url("/after-redirect")}, b""
+        return 200, {"Content-Type": "text/css"}, b"HONEYPOT-CONTENT"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    @property
+    def paths(self) -> list[str]:
+        return [path for _, path, _, _ in self.requests]
 
 
 @pytest.fixture
 def honeypot() -> Iterator[Honeypot]:
     pot = Honeypot()
     yield pot
-    pot.server.shutdown()
+    pot.stop()
 
 
 @pytest.fixture
@@ -107,7 +88,7 @@ def assert_nothing_leaked(content: bytes, secret: Path, pot: Honeypot) -> None:
     assert "TOPSECRET" not in text and "root:" not in text and "HONEYPOT" not in text
     assert reader.attachments == {}
     assert b"TOPSECRET" not in content
-    assert pot.requests == []
+    assert pot.paths == []
 
 
 def test_renderer_fetches_no_local_file_and_no_network(renderer: Renderer, secret_file: Path, honeypot: Honeypot,
@@ -150,7 +131,7 @@ def test_redirect_from_allowed_host_is_not_followed(monkeypatch: pytest.MonkeyPa
     assert fetcher.fetch("https://assets.example.com/ok.css").read() == b"HONEYPOT-CONTENT"
     with pytest.raises(OSError):
         fetcher.fetch("https://assets.example.com/redirect")
-    assert honeypot.requests == ["/ok.css", "/redirect"]
+    assert honeypot.paths == ["/ok.css", "/redirect"]
 
 
 @pytest.mark.parametrize("source", [

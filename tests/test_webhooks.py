@@ -3,48 +3,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
-import threading
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from api import create_app
 from shared.config import Settings
 from tests.conftest import AuthActions, JobsClient
-from tests.support import WorkerProcess, wait_until
+from tests.support import RecordingServer, WorkerProcess, wait_until
 
 
-class Receiver:
-    """An HTTP endpoint on loopback recording each POST; answers the statuses it is told to, then 200."""
+class Receiver(RecordingServer):
+    """A webhook endpoint answering the statuses it is told to, then 200."""
 
     def __init__(self, statuses: list[int] | None = None) -> None:
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
         self.statuses = list(statuses or [])
-        receiver = self
+        super().__init__(lambda method, path: (self.statuses.pop(0) if self.statuses else 200, {}, b""))
+        self.hook_url = self.url("/hooks/pdf")
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (stdlib name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append((dict(self.headers), body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/pdf"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @property
+    def deliveries(self) -> list[tuple[dict[str, str], bytes]]:
+        return [(headers, body) for method, _, headers, body in self.requests if method == "POST"]
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     hook = Receiver()
     yield hook
-    hook.server.shutdown()
+    hook.stop()
 
 
 @pytest.fixture
@@ -63,7 +50,7 @@ def test_completed_job_posts_signed_resource(hooks_env: dict[str, str], jobs: Jo
                                              spawn_worker: Callable[..., WorkerProcess]) -> None:
     """On completion the worker POSTs the job resource, signed with WEBHOOK_SECRET over the raw body."""
     spawn_worker(hooks_env)
-    job = jobs.submit({"html": "<p>hook</p>", "webhook_url": receiver.url, "metadata": {"order": 7}})
+    job = jobs.submit({"html": "<p>hook</p>", "webhook_url": receiver.hook_url, "metadata": {"order": 7}})
     jobs.wait(job["id"])
     wait_until(lambda: receiver.deliveries, timeout=20)
     headers, body = receiver.deliveries[0]
@@ -82,7 +69,7 @@ def test_failed_delivery_is_retried_with_backoff(hooks_env: dict[str, str], jobs
     flaky = Receiver(statuses=[500, 503])
     try:
         spawn_worker(hooks_env)
-        job = jobs.submit({"html": "{{ missing }}", "webhook_url": flaky.url})
+        job = jobs.submit({"html": "{{ missing }}", "webhook_url": flaky.hook_url})
         assert jobs.wait(job["id"])["status"] == "failed"
         wait_until(lambda: len(flaky.deliveries) == 3, timeout=40)
         bodies = [json.loads(body) for _, body in flaky.deliveries]
@@ -90,7 +77,7 @@ def test_failed_delivery_is_retried_with_backoff(hooks_env: dict[str, str], jobs
         assert {h["X-Pdfq-Event"] for h, _ in flaky.deliveries} == {"job.failed"}
         assert len({h["X-Pdfq-Delivery"] for h, _ in flaky.deliveries}) == 3
     finally:
-        flaky.server.shutdown()
+        flaky.stop()
 
 
 def test_private_target_refused_at_delivery(private_db: dict[str, str], auth: AuthActions, receiver: Receiver,
@@ -98,7 +85,7 @@ def test_private_target_refused_at_delivery(private_db: dict[str, str], auth: Au
     """Even if an API accepted a private URL, a worker without ALLOW_PRIVATE_WEBHOOKS never contacts it."""
     api = JobsClient(create_app(Settings.from_env({**private_db, "ALLOW_PRIVATE_WEBHOOKS": "1"})).test_client(), auth)
     worker = spawn_worker(private_db)
-    job = api.submit({"html": "<p>x</p>", "webhook_url": receiver.url})
+    job = api.submit({"html": "<p>x</p>", "webhook_url": receiver.hook_url})
     assert api.wait(job["id"])["status"] == "completed"
     wait_until(lambda: "webhook refused" in worker.log_path.read_text(), timeout=20)
     assert receiver.deliveries == []
@@ -107,7 +94,7 @@ def test_private_target_refused_at_delivery(private_db: dict[str, str], auth: Au
 def test_canceled_queued_job_notifies(hooks_env: dict[str, str], jobs: JobsClient, client, auth: AuthActions,
                                       receiver: Receiver, spawn_worker: Callable[..., WorkerProcess]) -> None:
     """Canceling a queued job sends job.canceled once a worker is there to deliver it."""
-    job = jobs.submit({"html": "<p>x</p>", "webhook_url": receiver.url, "priority": "low"})
+    job = jobs.submit({"html": "<p>x</p>", "webhook_url": receiver.hook_url, "priority": "low"})
     assert client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers()).status_code == 200
     spawn_worker(hooks_env)
     wait_until(lambda: receiver.deliveries, timeout=20)
