@@ -14,7 +14,7 @@ from redis import Redis
 from api import create_app
 from shared.config import Settings
 from shared.connection import connect
-from tests.support import ROOT, RedisServer, WorkerProcess, wait_until
+from tests.support import ROOT, LiveServer, RedisServer, WorkerProcess, wait_until
 
 TENANT_KEYS = {"acme": "acme-key", "globex": "globex-key", "ops": "ops-key"}
 KEPT_PREFIXES = (b"rq:worker", b"rq:scheduler", b"rq:clean_registries")
@@ -178,10 +178,8 @@ def no_workers(env: dict[str, str], redis_server: RedisServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_api(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator["LiveServer"]:
+def live_api(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The real gunicorn server (gevent workers) on the default database."""
-    from tests.support import LiveServer
-
     server = LiveServer(base_env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
     yield server
     server.stop()

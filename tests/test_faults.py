@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from api import create_app
 from shared.config import Settings
-from tests.conftest import AuthActions, JobsClient, clean
+from tests.conftest import AuthActions, JobsClient
 from tests.support import LiveServer, RedisServer, WorkerProcess, kill_tree, newest_child, wait_until
 
 SLOW = {"html": "<table>{% for i in range(rows) %}<tr><td>row {{ i }}</td><td>{{ i * 3 }}</td></tr>{% endfor %}"
