@@ -1,6 +1,7 @@
 """`python -m worker`: one RQ worker draining urgent, high, normal, low in that order."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -25,6 +26,8 @@ def main() -> int:
     except ConfigError as exc:
         log.error("worker refused to start", extra={"reason": str(exc)})
         return 2
+    # Objects built during warm-up are never collected again: horses then do not touch (and copy) their pages.
+    gc.freeze()
     os.nice(RENDER_NICENESS)
     worker = build_worker(runtime.connection, runtime.settings)
     log.info("worker ready", extra={"worker": worker.name, "queues": [q.name for q in worker.queues]})
