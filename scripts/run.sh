@@ -14,11 +14,14 @@ read -r host port <<<"$hostport"
 if [[ "$host" == "127.0.0.1" || "$host" == "localhost" ]] && ! redis-cli -h "$host" -p "$port" ping >/dev/null 2>&1; then
   mkdir -p data/redis
   echo "run: starting redis-server on $host:$port (data and AOF in ./data/redis)" >&2
-  redis-server --bind "$host" --port "$port" --dir "$PWD/data/redis" --appendonly yes --appendfsync everysec \
+  # Its own session: Ctrl-C reaches the workers first, and Redis outlives them (stopped on exit below).
+  setsid redis-server --bind "$host" --port "$port" --dir "$PWD/data/redis" --appendonly yes --appendfsync everysec \
     --save "" --loglevel warning &
   redis_pid=$!
   for _ in $(seq 50); do redis-cli -h "$host" -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
+trap 'exit 130' INT
+trap 'exit 143' TERM
 trap '[ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null; wait' EXIT
 
 # Platforms restart a dead worker; locally a loop does (honcho itself would stop everything).
