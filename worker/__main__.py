@@ -5,6 +5,7 @@ import gc
 import logging
 import os
 import sys
+from pathlib import Path
 
 from shared.errors import ConfigError
 from shared.logs import configure_logging
@@ -15,6 +16,21 @@ log = logging.getLogger("worker")
 
 RENDER_NICENESS = 5
 """Renders yield the CPU to an API on the same machine, so submissions stay fast while workers are busy."""
+
+
+def yield_cpu(niceness: int) -> None:
+    """Lower this worker's CPU priority, also where the kernel groups processes by session (autogroup).
+
+    With autogroup on (Linux's default on most distributions and VMs), nice only ranks processes
+    inside one session, and every worker runs in a session of its own: its group's nice must drop too.
+    """
+    os.nice(niceness)
+    autogroup = Path("/proc/self/autogroup")
+    if autogroup.exists():
+        try:
+            autogroup.write_text(str(niceness))
+        except OSError:
+            log.warning("could not lower the session's CPU priority", extra={"niceness": niceness})
 
 
 def main() -> int:
@@ -28,7 +44,7 @@ def main() -> int:
         return 2
     # Objects built during warm-up are never collected again: horses then do not touch (and copy) their pages.
     gc.freeze()
-    os.nice(RENDER_NICENESS)
+    yield_cpu(RENDER_NICENESS)
     worker = build_worker(runtime.connection, runtime.settings)
     log.info("worker ready", extra={"worker": worker.name, "queues": [q.name for q in worker.queues]})
     worker.work(with_scheduler=True, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
