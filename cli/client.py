@@ -7,6 +7,9 @@ from typing import Any, Iterator
 
 import requests
 
+STREAM_IDLE_TIMEOUT_S = 60
+"""A stream silent this long is dead: the service sends a keep-alive comment every 15 s."""
+
 
 class ApiProblem(Exception):
     """The service answered with a problem+json error."""
@@ -49,7 +52,7 @@ class Client:
     def events(self, job: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event, job resource) pairs from the job's SSE stream until `done`."""
         url = self.base_url.rstrip("/") + job["links"]["events"]
-        with requests.get(url, stream=True, timeout=(self.timeout_s, None)) as response:
+        with requests.get(url, stream=True, timeout=(self.timeout_s, STREAM_IDLE_TIMEOUT_S)) as response:
             if response.status_code >= 400:
                 raise ApiProblem(response.status_code, response.json())
             event, data = "message", ""

@@ -131,6 +131,9 @@ class Settings:
             if production:
                 raise ConfigError("APP_ENV=production needs SECRET_KEY")
             secret_key = DEV_SECRET_KEY
+        webhook_secret = env.get("WEBHOOK_SECRET", "")
+        if production and not webhook_secret:
+            raise ConfigError("APP_ENV=production needs WEBHOOK_SECRET (webhook signatures with an empty key are forgeable)")
         hosts = frozenset(h.strip().lower() for h in env.get("ALLOWED_ASSET_HOSTS", "").split(",") if h.strip())
         return cls(
             redis_url=env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL,
@@ -146,7 +149,7 @@ class Settings:
             allowed_asset_hosts=hosts,
             link_ttl_s=_int(env, "LINK_TTL_S", DEFAULT_LINK_TTL_S),
             secret_key=secret_key,
-            webhook_secret=env.get("WEBHOOK_SECRET", ""),
+            webhook_secret=webhook_secret,
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "admin",
             dashboard_password=env.get("DASHBOARD_PASSWORD", ""),
             app_env=env.get("APP_ENV", "").strip() or "development",

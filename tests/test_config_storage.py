@@ -27,20 +27,21 @@ def test_development_falls_back_to_dev_key(caplog: pytest.LogCaptureFixture) -> 
 
 
 @pytest.mark.parametrize("env", [
-    {"APP_ENV": "production", "SECRET_KEY": "s"},
-    {"APP_ENV": "production", "API_KEYS": f"t:{DEV_KEY}", "SECRET_KEY": "s"},
-    {"APP_ENV": "production", "API_KEYS": "t:k"},
+    {"APP_ENV": "production", "SECRET_KEY": "s", "WEBHOOK_SECRET": "w"},
+    {"APP_ENV": "production", "API_KEYS": f"t:{DEV_KEY}", "SECRET_KEY": "s", "WEBHOOK_SECRET": "w"},
+    {"APP_ENV": "production", "API_KEYS": "t:k", "WEBHOOK_SECRET": "w"},
+    {"APP_ENV": "production", "API_KEYS": "t:k", "SECRET_KEY": "s"},
     {"RESULT_TTL_S": "soon"},
 ])
 def test_api_refuses_unsafe_or_malformed_settings(env: dict[str, str]) -> None:
-    """The API refuses production without keys/secret or with the dev key; bad numbers are errors."""
+    """The API refuses production without keys, secrets or webhook key, or with the dev key; bad numbers are errors."""
     with pytest.raises(ConfigError):
         Settings.from_env(env).for_api()
 
 
 def test_workers_need_no_api_keys_in_production() -> None:
     """Workers and the scheduler start in production without API_KEYS (only the API uses them)."""
-    settings = Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "s"})
+    settings = Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "s", "WEBHOOK_SECRET": "w"})
     assert settings.production and settings.api_keys == {}
 
 

@@ -89,13 +89,15 @@ def test_gunicorn_binds_port_with_an_sse_capable_worker_class(monkeypatch: pytes
 
 
 def test_production_settings_refuse_missing_secrets() -> None:
-    """The production check these files rely on is real: without SECRET_KEY or API_KEYS the app refuses to start."""
+    """The production check these files rely on is real: without SECRET_KEY, WEBHOOK_SECRET or API_KEYS it refuses."""
     from shared.errors import ConfigError
 
     with pytest.raises(ConfigError):
         Settings.from_env({"APP_ENV": "production", "API_KEYS": "t:k"})
     with pytest.raises(ConfigError):
-        Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "s"}).for_api()
+        Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "s", "WEBHOOK_SECRET": "w"}).for_api()
+    with pytest.raises(ConfigError):
+        Settings.from_env({"APP_ENV": "production", "API_KEYS": "t:k", "SECRET_KEY": "s"})
 
 
 # --- Render Blueprint --------------------------------------------------------------------------
@@ -413,6 +415,19 @@ def test_heroku_env_passes_the_production_check() -> None:
     settings = Settings.from_env(values)
     assert settings.production and settings.redis_ssl_cert_reqs == "none"
     settings.for_api()
+
+
+SMALL_INSTANCE_MB = 512
+"""Memory of Render's starter and Heroku's basic instances, the plans the deploy files use."""
+
+
+def test_platform_workers_cap_render_memory_below_the_instance_size() -> None:
+    """On 512 MB instances a runaway render must hit WORKER_MEMORY_LIMIT_MB (memory_limit) before the OS kills it."""
+    render_cap = int(render_env(render_process(PROCESSES["worker"]))["WORKER_MEMORY_LIMIT_MB"]["value"])
+    heroku_cap = int(app_json()["env"]["WORKER_MEMORY_LIMIT_MB"]["value"])
+    for cap in (render_cap, heroku_cap):
+        assert 256 <= cap < SMALL_INSTANCE_MB
+        assert Settings.from_env({"WORKER_MEMORY_LIMIT_MB": str(cap)}).worker_memory_limit_mb == cap
 
 
 @pytest.mark.parametrize("path", ["Dockerfile", "docker-compose.yml", "render.yaml", "app.json", "Procfile"])

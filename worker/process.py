@@ -1,17 +1,23 @@
 """The RQ worker class and its start-up: warm WeasyPrint once, then fork a horse per job."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
-from typing import Any
+import time
+import traceback
+from typing import Any, Iterator
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus as RQStatus
 from rq.queue import Queue
+from rq.registry import CanceledJobRegistry
+from rq.utils import now
 from rq.worker import WorkerStatus
 
 from shared.config import Settings
@@ -94,7 +100,46 @@ class PdfWorker(Worker):
             record_failure(job, "worker_shutdown", "the worker shut down; the job was returned to its queue",
                            permanent=False)
             return
+        if job.timeout and job.timeout > 0 and job.started_at and (now() - job.started_at).total_seconds() > job.timeout:
+            # RQ's own backstop: a render deaf to its timeout alarm is killed 60 s past timeout_s.
+            record_failure(job, "timeout", f"render exceeded timeout_s={job.timeout}", permanent=False)
+            return
         record_failure(job, "worker_lost", f"the render process died (wait status {ret_val})", permanent=False)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """RQ's version logs the exception text, which can quote template data: log its type and frames only."""
+        exc_type, _, tb = exc_info
+        frames = "".join(traceback.format_tb(tb)) if tb is not None else ""
+        log.error("job raised", extra={"job_id": job.id, "queue": job.origin, "exception": exc_type.__name__,
+                                       "frames": frames})
+        for handler in self._exc_handlers:
+            if handler(job, *exc_info) is False:
+                break
+
+    def maintain_heartbeats(self, job: Job) -> None:
+        """While a horse renders, keep beating through Redis outages, and keep up maintenance.
+
+        RQ quits the worker when a heartbeat fails, orphaning the render; and it looks for lost
+        jobs only between jobs, so with every worker busy nobody would. The parent only waits
+        here, so it does both.
+        """
+        with self._outage_tolerated("heartbeat"):
+            super().maintain_heartbeats(job)
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+
+    def set_current_job_working_time(self, current_job_working_time: float, pipeline: Any = None) -> None:
+        with self._outage_tolerated("working time update"):
+            super().set_current_job_working_time(current_job_working_time, pipeline=pipeline)
+
+    @contextlib.contextmanager
+    def _outage_tolerated(self, what: str) -> Iterator[None]:
+        """A write the monitor loop can retry at its next beat (every 5 s) must not end the worker."""
+        try:
+            yield
+        except RedisError as exc:
+            log.warning(f"{what} failed; retrying at the next beat", extra={"worker": self.name,
+                                                                           "error": type(exc).__name__})
 
     def clean_registries(self) -> None:
         """Drop finished jobs RQ left in started registries (rq issue 2424) before it calls them abandoned."""
@@ -108,8 +153,14 @@ class PdfWorker(Worker):
                     status = None
                 if status is None or status in FINAL_RQ_STATUSES:
                     self.connection.zrem(registry.key, entry)
+            canceled = CanceledJobRegistry(queue=queue)
+            self.connection.zremrangebyscore(canceled.key, 0, time.time() - get_runtime().settings.result_ttl_s)
         super().clean_registries()
-        removed = get_runtime().storage.purge_expired()
+        try:
+            removed = get_runtime().storage.purge_expired()
+        except Exception as exc:  # Storage trouble must not stop the worker; the next pass tries again.
+            log.warning("expired PDF purge failed", extra={"error": type(exc).__name__})
+            return
         if removed:
             log.info("expired PDFs removed", extra={"count": removed})
 

@@ -1,0 +1,94 @@
+"""Workers keep their promises under strain: lost jobs found while busy, Redis outages, broken storage, quiet logs."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.registry import CanceledJobRegistry
+
+import worker.process
+from shared.config import Settings
+from tests.conftest import JobsClient
+from tests.support import RedisServer, WorkerProcess, kill_tree, wait_until
+from tests.test_faults import SLOW
+
+Spawn = Callable[..., WorkerProcess]
+PAUSE = "tests.job_functions.pause"
+
+
+def test_lost_job_is_found_while_every_live_worker_is_busy(private_db: dict[str, str], jobs: JobsClient,
+                                                          spawn_worker: Spawn) -> None:
+    """A busy worker's parent still runs maintenance, so a dead worker's job is re-queued before anyone is free."""
+    connection = Redis.from_url(private_db["REDIS_URL"])
+    spawn_worker(private_db)
+    long_job = Queue("urgent", connection=connection).enqueue(PAUSE, 30, job_timeout=120)
+    wait_until(lambda: long_job.get_status(refresh=True) == "started", timeout=20)
+    victim = spawn_worker(private_db)
+    job = jobs.submit({**SLOW, "max_retries": 2})
+    jobs.wait(job["id"], ("started",))
+    killed_at = time.monotonic()
+    kill_tree(victim.pid)
+
+    def lost() -> dict | None:
+        current = jobs.get(job["id"])
+        return current if current["error"] and current["error"]["code"] == "worker_lost" else None
+
+    found = wait_until(lost, timeout=40, interval=0.5)
+    assert time.monotonic() - killed_at < 28
+    assert long_job.get_status(refresh=True) == "started", "found while the only live worker was still busy"
+    assert found["status"] == "retrying" and found["attempts"] == 1
+    assert jobs.wait(job["id"], timeout=90)["status"] == "completed"
+
+
+def test_busy_worker_survives_a_redis_outage(env: dict[str, str], tmp_path: Path, spawn_worker: Spawn) -> None:
+    """Heartbeats that fail while Redis is down are retried: the worker lives on and its job completes."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        env["REDIS_URL"] = server.url(0)
+        busy = spawn_worker(env)
+        job = Queue("normal", connection=Redis.from_url(server.url(0))).enqueue(PAUSE, 14, job_timeout=60)
+        wait_until(lambda: job.get_status(refresh=True) == "started", timeout=20)
+        server.stop()
+        time.sleep(7)  # longer than the 5 s heartbeat interval
+        assert busy.process.poll() is None
+        server.start()
+        wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=40, interval=0.2)
+        assert busy.process.poll() is None, "the worker quit on a failed heartbeat"
+    finally:
+        server.stop()
+
+
+class _BrokenStorage:
+    def purge_expired(self) -> int:
+        raise OSError("the disk went away")
+
+
+def test_maintenance_survives_storage_failure_and_trims_canceled_jobs(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A failing purge is logged, not raised (RQ would stop the worker), and old canceled ids leave RQ's registry."""
+    monkeypatch.setattr(worker.process, "get_runtime", lambda: SimpleNamespace(settings=settings,
+                                                                               storage=_BrokenStorage()))
+    canceled = CanceledJobRegistry("normal", connection=redis)
+    redis.zadd(canceled.key, {"long-gone": time.time() - settings.result_ttl_s - 60, "recent": time.time()})
+    worker.process.build_worker(redis, settings).clean_registries()
+    assert redis.zrange(canceled.key, 0, -1) == [b"recent"]
+    assert [r for r in caplog.records if r.getMessage() == "expired PDF purge failed"]
+
+
+@pytest.mark.usefixtures("redis")
+def test_failing_job_leaves_its_data_out_of_worker_logs(workers: list[WorkerProcess], jobs: JobsClient) -> None:
+    """An exception quoting template data is logged by type and frames only; the tenant still sees the message."""
+    secret = "SSN-123-45-6789"
+    job = jobs.submit({"html": "<p>{{ code | money }}</p>", "data": {"code": secret}, "max_retries": 0})
+    failed = jobs.wait(job["id"])
+    assert failed["status"] == "failed" and secret in failed["error"]["message"]
+    time.sleep(0.5)  # let the worker flush its log line
+    logs = "".join(Path(w.log_path).read_text() for w in workers)
+    assert '"msg": "job raised"' in logs and job["id"] in logs
+    assert secret not in logs
