@@ -5,6 +5,7 @@ from flask import Flask, Response
 
 from api import catalog, dashboard, errors, events, jobs, metrics, openapi, ops, schedules
 from api.context import EXTENSION, ApiContext
+from api.job_feed import JobChangeFeed
 from shared.config import Settings
 from shared.connection import connect
 from shared.storage import storage_from_settings
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         connection=connection,
         storage=storage_from_settings(settings, connection),
         templates=load_catalog(settings.templates_dir),
+        job_feed=JobChangeFeed(connection),
     )
     errors.init_app(app)
     for blueprint in (jobs.bp, events.bp, catalog.bp, ops.bp, metrics.bp, schedules.bp, openapi.bp):

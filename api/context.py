@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from flask import current_app
 from redis import Redis
 
+from api.job_feed import JobChangeFeed
 from shared.config import Settings
 from shared.storage import PdfStorage
 from shared.template_catalog import TemplateInfo
@@ -19,6 +20,7 @@ class ApiContext:
     connection: Redis
     storage: PdfStorage
     templates: dict[str, TemplateInfo]
+    job_feed: JobChangeFeed
 
 
 def ctx() -> ApiContext:

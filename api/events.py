@@ -12,12 +12,12 @@ from api.auth import require_tenant_or_token
 from api.context import ctx
 from api.jobs import resource
 from api.lookup import find_job
-from shared import keys
+from shared.records import FINAL_STATUSES, status_of
 
 bp = Blueprint("events", __name__)
 
-WAKE_INTERVAL_S = 1.0
-"""Longest a stream sleeps without re-reading the job, in case an announcement was missed."""
+RESYNC_INTERVAL_S = 5.0
+"""Longest a stream waits without re-reading its job, in case an announcement was lost (Redis reconnect)."""
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -28,35 +28,33 @@ def sse(event: str, data: dict[str, Any]) -> str:
 @require_tenant_or_token("events")
 def job_events(job_id: str) -> Response:
     job = find_job(job_id, g.tenant)
-    connection = ctx().connection
+    feed = ctx().job_feed
     keepalive_s = ctx().settings.sse_keepalive_s
 
     def stream() -> Iterator[str]:
-        pubsub = connection.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(keys.job_events(job_id))
         last_state = None
         last_sent = time.monotonic()
-        try:
+        with feed.watch(job_id) as changed:
             while True:
-                current = resource(job)
-                state = (current["status"], current["progress"], current["attempts"])
-                if state != last_state:
-                    last_state = state
-                    last_sent = time.monotonic()
-                    yield sse("status", current)
-                if current["status"] in ("completed", "failed", "canceled"):
-                    yield sse("done", current)
-                    return
-                pubsub.get_message(timeout=WAKE_INTERVAL_S)
-                if time.monotonic() - last_sent > keepalive_s:
-                    last_sent = time.monotonic()
-                    yield ": keep-alive\n\n"
+                changed.clear()  # before the read: a change announced from here on ends the wait below
                 try:
                     job.refresh()
                 except NoSuchJobError:
                     return
-        finally:
-            pubsub.close()
+                # The cheap part of the resource decides; the full one (queue position) only when sent.
+                state = (status_of(job), job.meta.get("progress"), job.meta.get("attempts", 0))
+                if state != last_state:
+                    last_state = state
+                    last_sent = time.monotonic()
+                    current = resource(job)
+                    yield sse("status", current)
+                    if state[0] in FINAL_STATUSES:
+                        yield sse("done", current)
+                        return
+                changed.wait(min(RESYNC_INTERVAL_S, max(0.0, last_sent + keepalive_s - time.monotonic())))
+                if time.monotonic() - last_sent >= keepalive_s:
+                    last_sent = time.monotonic()
+                    yield ": keep-alive\n\n"
 
     return Response(stream_with_context(stream()), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

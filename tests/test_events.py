@@ -9,6 +9,7 @@ from typing import Iterator
 
 import pytest
 import requests
+from redis import Redis
 
 from tests.conftest import TENANT_KEYS
 from tests.support import LiveServer
@@ -71,9 +72,9 @@ def test_finished_job_gets_status_and_done_at_once(live_api: LiveServer) -> None
     assert bad.status_code == 401
 
 
-@pytest.mark.usefixtures("workers", "redis")
-def test_fifty_open_streams_do_not_block_the_api(live_api: LiveServer) -> None:
-    """50 concurrent streams on a running job hold no worker: other requests still answer quickly, all get done."""
+@pytest.mark.usefixtures("workers")
+def test_fifty_open_streams_do_not_block_the_api(live_api: LiveServer, redis: Redis) -> None:
+    """50 concurrent streams hold no gunicorn worker and no Redis connection each: one subscription per process."""
     job = submit(live_api, {**SLOW, "data": {"rows": 3500}})
     finals: list[str] = []
     lock = threading.Lock()
@@ -90,6 +91,9 @@ def test_fifty_open_streams_do_not_block_the_api(live_api: LiveServer) -> None:
     for thread in threads:
         thread.start()
     time.sleep(1.0)
+    assert redis.pubsub_numsub(f"pdfq:events:{job['id']}") == [(f"pdfq:events:{job['id']}".encode(), 0)]
+    pattern_subscribers = [c for c in redis.client_list() if int(c.get("psub", 0)) > 0]
+    assert 1 <= len(pattern_subscribers) <= 2, "one feed per gunicorn process (WEB_CONCURRENCY=2)"
     latencies = []
     for _ in range(10):
         started = time.monotonic()
