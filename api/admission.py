@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import request
 from rq.job import Job
@@ -33,12 +33,17 @@ def json_body() -> Any:
     if len(raw) > limit:
         raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser can follow
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    """NaN and the infinities are not JSON: accepted, they would be echoed back as invalid JSON."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _prune_active(tenant: str) -> int:

@@ -24,7 +24,7 @@ from shared.netguard import BlockedTarget, check_public_url, check_url_shape
 from shared.queue_position import QueueSnapshot
 from shared.queues import queue_for
 from shared.records import FINAL_STATUSES, JobStatus, iso, status_of, to_resource, utcnow
-from shared.schema import BatchRequest, JobRequest
+from shared.schema import BatchRequest, JobRequest, ascii_int
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -130,11 +130,10 @@ def list_jobs() -> Any:
     if status is not None and status not in {s.value for s in JobStatus}:
         raise ApiError(422, "validation_error", f"unknown status {status!r}",
                        errors=[{"field": "status", "message": "not a job status"}])
-    raw_limit = request.args.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+    limit = ascii_int(request.args.get("limit", str(DEFAULT_LIST_LIMIT)))
+    if limit is None or not 1 <= limit <= MAX_LIST_LIMIT:
         raise ApiError(422, "validation_error", f"limit must be 1..{MAX_LIST_LIMIT}",
                        errors=[{"field": "limit", "message": f"must be an integer 1..{MAX_LIST_LIMIT}"}])
-    limit = int(raw_limit)
     connection = ctx().connection
     index = keys.tenant_jobs(g.tenant)
     cursor = request.args.get("cursor")
