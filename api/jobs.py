@@ -51,8 +51,6 @@ redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 return 1
 """
-IDEMPOTENT_WAIT_S = 2.0
-"""How long a repeated Idempotency-Key request waits for the first one's job to appear."""
 
 
 def validation_context() -> dict[str, Any]:
@@ -85,18 +83,6 @@ def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     return resource(job), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
-def _await_job(job_id: str) -> Job:
-    """The job an earlier request with the same Idempotency-Key is creating right now."""
-    deadline = time.monotonic() + IDEMPOTENT_WAIT_S
-    while True:
-        try:
-            return find_job(job_id, g.tenant)
-        except ApiError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 @bp.post("")
 @require_tenant
 def create_job() -> Any:
@@ -105,7 +91,7 @@ def create_job() -> Any:
     key = idempotency_key()
     job_id = new_job_id()
     if key is not None and (earlier := claim_idempotency(g.tenant, key, body, job_id)) is not None:
-        return accepted(_await_job(earlier))
+        return accepted(find_job(earlier, g.tenant))
     try:
         check_capacity(g.tenant)
         with ctx().connection.pipeline() as pipe:  # the job and a queue snapshot for its position: one round trip
@@ -115,7 +101,7 @@ def create_job() -> Any:
             snapshot = QueueSnapshot.from_replies(pipe.execute())
     except BaseException:
         if key is not None:
-            release_idempotency(g.tenant, key)
+            release_idempotency(g.tenant, key, job_id)
         raise
     log.info("job accepted", extra=log_fields(job))
     return resource(job, snapshot, from_end=0), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}

@@ -17,7 +17,10 @@ from rq import Queue, Worker
 from werkzeug.test import TestResponse
 
 from api import create_app
+from api.admission import IDEMPOTENT_CREATE_S, claim_idempotency, release_idempotency
 from shared.config import Settings
+from shared.enqueue import enqueue_render
+from shared.schema import JobRequest
 from tests.conftest import AuthActions, JobsClient
 from tests.support import LiveServer, RedisServer, WorkerProcess, kill_tree, newest_child, wait_until
 
@@ -290,3 +293,50 @@ def test_concurrent_retries_enqueue_once(no_workers: None, client: FlaskClient, 
         assert sorted(r.status_code for r in responses) == [202, 409, 409, 409], [r.json for r in responses]
         assert {r.json["code"] for r in responses if r.status_code == 409} == {"not_retryable"}
         assert [i.decode() for i in redis.lrange("rq:queue:normal", 0, -1)].count(job_id) == 1
+
+
+def test_idempotency_key_of_a_request_that_died_is_taken_over(no_workers: None, client: FlaskClient,
+                                                              auth: AuthActions) -> None:
+    """A key whose first request died before enqueueing is taken over once that claim is stale, and kept."""
+    body = {"html": "<p>once</p>"}
+    with client.application.test_request_context():
+        assert claim_idempotency("acme", "order-died", body, "job-that-never-was") is None
+    time.sleep(IDEMPOTENT_CREATE_S + 0.1)
+    started = time.monotonic()
+    repeat = client.post("/v1/jobs", json=body, headers={**auth.headers(), "Idempotency-Key": "order-died"})
+    assert repeat.status_code == 202 and repeat.json["id"] != "job-that-never-was"
+    assert time.monotonic() - started < IDEMPOTENT_CREATE_S / 2
+    with client.application.test_request_context():  # the first request, failing late, frees only its own claim
+        release_idempotency("acme", "order-died", "job-that-never-was")
+    again = client.post("/v1/jobs", json=body, headers={**auth.headers(), "Idempotency-Key": "order-died"})
+    assert again.json["id"] == repeat.json["id"]
+
+
+def test_idempotency_key_outlives_its_expired_job(no_workers: None, client: FlaskClient, auth: AuthActions,
+                                                  redis) -> None:
+    """Once the key's job has expired (retention is shorter than the key's 24 h), a repeat creates a new job."""
+    body = {"html": "<p>once</p>"}
+    headers = {**auth.headers(), "Idempotency-Key": "order-expired"}
+    first = client.post("/v1/jobs", json=body, headers=headers).json["id"]
+    redis.delete(f"rq:job:{first}")  # what RESULT_TTL_S does to the record
+    started = time.monotonic()
+    repeat = client.post("/v1/jobs", json=body, headers=headers)
+    assert repeat.status_code == 202 and repeat.json["id"] != first
+    assert time.monotonic() - started < IDEMPOTENT_CREATE_S / 2
+    assert client.get(f"/v1/jobs/{repeat.json['id']}", headers=auth.headers()).json["status"] == "queued"
+
+
+def test_repeat_waits_for_the_job_being_created(no_workers: None, client: FlaskClient, auth: AuthActions,
+                                               redis, settings: Settings) -> None:
+    """A repeat arriving while the first request is still enqueueing gets that request's job, not a second one."""
+    body = {"html": "<p>once</p>"}
+    with client.application.test_request_context():
+        assert claim_idempotency("acme", "order-slow", body, "slowjob") is None
+    creating = threading.Timer(0.3, enqueue_render, args=(JobRequest.model_validate(body),),
+                               kwargs={"tenant": "acme", "connection": redis, "settings": settings,
+                                       "job_id": "slowjob"})
+    creating.start()
+    repeat = client.post("/v1/jobs", json=body, headers={**auth.headers(), "Idempotency-Key": "order-slow"})
+    creating.join()
+    assert repeat.status_code == 202 and repeat.json["id"] == "slowjob"
+    assert [j["id"] for j in client.get("/v1/jobs", headers=auth.headers()).json["jobs"]] == ["slowjob"]
