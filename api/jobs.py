@@ -211,7 +211,7 @@ def _cancel_waiting(job: Job) -> bool:
     if not claimed:
         return False
     job.meta = meta
-    job.get_status(refresh=True)
+    job.get_status(refresh=True)  # our copy learns the status the script wrote
     with connection.pipeline() as pipe:
         pipe.multi()  # explicit, so the webhook's enqueue joins this transaction
         pipe.srem(keys.active_jobs(g.tenant), job.id)
