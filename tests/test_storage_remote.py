@@ -36,6 +36,7 @@ def s3_endpoint() -> Iterator[str]:
 
 
 def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client on the local server, with moto's dummy credentials."""
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
                         aws_secret_access_key="test")
 
