@@ -12,6 +12,7 @@ from api.context import ctx
 from api.errors import ApiError
 from api.lookup import job_tenant
 from shared.links import link_signature
+from shared.schema import ascii_int
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -49,12 +50,13 @@ def require_tenant(view: F) -> F:
 def token_tenant(token: str, job_id: str, route: str) -> str | None:
     """The tenant a valid, unexpired token was issued to; the tenant is checked against the job."""
     expires_raw, _, signature = token.partition(".")
-    if not expires_raw.isdigit() or int(expires_raw) < time.time():
+    expires = ascii_int(expires_raw)
+    if expires is None or expires < time.time():
         return None
     tenant = job_tenant(job_id)
     if tenant is None:
         return None
-    expected = link_signature(ctx().settings.secret_key, tenant, job_id, route, int(expires_raw))
+    expected = link_signature(ctx().settings.secret_key, tenant, job_id, route, expires)
     return tenant if hmac.compare_digest(expected, signature) else None
 
 

@@ -1,15 +1,19 @@
 """/v1/jobs: create, batch, read, list, cancel, retry and download; thin views over shared/."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from flask import Blueprint, Response, g, request, url_for
 from pydantic import ValidationError
+from redis.client import Pipeline
+from redis.exceptions import WatchError
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus as RQStatus
-from rq.registry import CanceledJobRegistry, FailedJobRegistry
+from rq.registry import CanceledJobRegistry, FailedJobRegistry, ScheduledJobRegistry
+from rq.utils import current_timestamp
 
 from api.admission import check_capacity, claim_idempotency, idempotency_key, json_body, release_idempotency
 from api.auth import require_tenant, require_tenant_or_token
@@ -24,14 +28,29 @@ from shared.netguard import BlockedTarget, check_public_url, check_url_shape
 from shared.queue_position import QueueSnapshot
 from shared.queues import queue_for
 from shared.records import FINAL_STATUSES, JobStatus, iso, status_of, to_resource, utcnow
-from shared.schema import BatchRequest, JobRequest
+from shared.schema import BatchRequest, JobRequest, ascii_int
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+log = logging.getLogger(__name__)
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
-IDEMPOTENT_WAIT_S = 2.0
-"""How long a repeated Idempotency-Key request waits for the first one's job to appear."""
+CANCEL_HANDOFF_WAIT_S = 2.0
+"""How long a cancel waits for a job a worker has just popped to start, so that the stop can reach it."""
+HANDOFF_POLL_S = 0.02
+WAITING_RQ_STATUSES = frozenset({RQStatus.QUEUED, RQStatus.SCHEDULED})
+"""RQ's words for a job that waits in its queue or, between retries, in the retry schedule."""
+# Cancel a job only while it still waits: taking its id out of the queue or the retry schedule is the claim, so a
+# worker that popped it first keeps it (and gets a stop command); the job then expires with retention.
+_CANCEL_WAITING = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[3], 'status', ARGV[2], 'meta', ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+return 1
+"""
 
 
 def validation_context() -> dict[str, Any]:
@@ -55,20 +74,13 @@ def resource(job: Job, snapshot: QueueSnapshot | None = None, from_end: int | No
     return to_resource(job, links=job_links(ctx().settings, job.meta["tenant"], job.id), queue_info=queue_info)
 
 
+def log_fields(job: Job) -> dict[str, Any]:
+    """What a lifecycle log line says about a job: never its data, html or css."""
+    return {"job_id": job.id, "tenant": job.meta["tenant"], "queue": job.origin, "template": job.meta["template"]}
+
+
 def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     return resource(job), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
-
-
-def _await_job(job_id: str) -> Job:
-    """The job an earlier request with the same Idempotency-Key is creating right now."""
-    deadline = time.monotonic() + IDEMPOTENT_WAIT_S
-    while True:
-        try:
-            return find_job(job_id, g.tenant)
-        except ApiError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 @bp.post("")
@@ -79,7 +91,7 @@ def create_job() -> Any:
     key = idempotency_key()
     job_id = new_job_id()
     if key is not None and (earlier := claim_idempotency(g.tenant, key, body, job_id)) is not None:
-        return accepted(_await_job(earlier))
+        return accepted(find_job(earlier, g.tenant))
     try:
         check_capacity(g.tenant)
         with ctx().connection.pipeline() as pipe:  # the job and a queue snapshot for its position: one round trip
@@ -89,8 +101,9 @@ def create_job() -> Any:
             snapshot = QueueSnapshot.from_replies(pipe.execute())
     except BaseException:
         if key is not None:
-            release_idempotency(g.tenant, key)
+            release_idempotency(g.tenant, key, job_id)
         raise
+    log.info("job accepted", extra=log_fields(job))
     return resource(job, snapshot, from_end=0), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
@@ -112,6 +125,7 @@ def create_batch() -> Any:
     behind = {p: sum(j.meta["priority"] == p for j in jobs) for p in {j.meta["priority"] for j in jobs}}
     created = []
     for job in jobs:  # each job's place from the end of its queue, without scanning the queue
+        log.info("job accepted", extra=log_fields(job))
         behind[job.meta["priority"]] -= 1
         created.append(resource(job, snapshot, from_end=behind[job.meta["priority"]]))
     return {"jobs": created}, 202
@@ -130,11 +144,10 @@ def list_jobs() -> Any:
     if status is not None and status not in {s.value for s in JobStatus}:
         raise ApiError(422, "validation_error", f"unknown status {status!r}",
                        errors=[{"field": "status", "message": "not a job status"}])
-    raw_limit = request.args.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+    limit = ascii_int(request.args.get("limit", str(DEFAULT_LIST_LIMIT)))
+    if limit is None or not 1 <= limit <= MAX_LIST_LIMIT:
         raise ApiError(422, "validation_error", f"limit must be 1..{MAX_LIST_LIMIT}",
                        errors=[{"field": "limit", "message": f"must be an integer 1..{MAX_LIST_LIMIT}"}])
-    limit = int(raw_limit)
     connection = ctx().connection
     index = keys.tenant_jobs(g.tenant)
     cursor = request.args.get("cursor")
@@ -165,58 +178,102 @@ def list_jobs() -> Any:
 @bp.delete("/<job_id>")
 @require_tenant
 def cancel_job(job_id: str) -> Any:
-    job = find_job(job_id, g.tenant)
-    if status_of(job) in FINAL_STATUSES:
-        raise ApiError(409, "already_finished", f"job is already {status_of(job).value}")
-    connection = ctx().connection
-    job.meta["canceled"] = True
-    job.meta["finished_at"] = iso(utcnow())
-    if job.get_status(refresh=False) == RQStatus.STARTED:
-        job.save_meta()
-        try:
-            send_stop_job_command(connection, job.id)
-        except InvalidJobOperation:
-            pass  # It finished between our read and the stop; the worker's records stand.
-    else:
-        job.cancel()
-        with connection.pipeline() as pipe:
-            pipe.multi()  # explicit, so the webhook's enqueue joins this transaction
-            pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
-            pipe.srem(keys.active_jobs(g.tenant), job.id)
-            metrics.record_canceled(pipe, priority=job.meta["priority"], tenant=g.tenant)
-            enqueue_webhook(job, "job.canceled", connection, pipeline=pipe)
-            announce(pipe, job.id)
-            pipe.execute()
+    job = _cancel(find_job(job_id, g.tenant))
+    log.info("job canceled", extra=log_fields(job))
     return resource(job)
+
+
+def _cancel(job: Job) -> Job:
+    """Cancel a waiting job in one atomic step, or stop a started one; 409 once it is final (a racing cancel won)."""
+    deadline = time.monotonic() + CANCEL_HANDOFF_WAIT_S
+    while True:
+        if status_of(job) in FINAL_STATUSES:
+            raise ApiError(409, "already_finished", f"job is already {status_of(job).value}")
+        waiting = job.get_status(refresh=False) in WAITING_RQ_STATUSES
+        if waiting and _cancel_waiting(job):
+            return job
+        if not waiting or time.monotonic() > deadline:
+            _stop_started(job)
+            return job
+        time.sleep(HANDOFF_POLL_S)  # A worker has just popped it and is about to start it.
+        job = find_job(job.id, g.tenant)
+
+
+def _cancel_waiting(job: Job) -> bool:
+    """Queued or retrying -> canceled, only if the id was still in its queue or retry schedule (else False)."""
+    connection = ctx().connection
+    queue = queue_for(job.meta["priority"], connection)
+    meta = {**job.meta, "canceled": True, "finished_at": iso(utcnow())}
+    claimed = connection.register_script(_CANCEL_WAITING)(
+        keys=[queue.key, ScheduledJobRegistry(queue=queue).key, job.key, CanceledJobRegistry(queue=queue).key],
+        args=[job.id, RQStatus.CANCELED.value, job.serializer.dumps(meta), ctx().settings.result_ttl_s,
+              current_timestamp()])
+    if not claimed:
+        return False
+    job.meta = meta
+    job.get_status(refresh=True)  # our copy learns the status the script wrote
+    with connection.pipeline() as pipe:
+        pipe.multi()  # explicit, so the webhook's enqueue joins this transaction
+        pipe.srem(keys.active_jobs(g.tenant), job.id)
+        metrics.record_canceled(pipe, priority=job.meta["priority"], tenant=g.tenant)
+        enqueue_webhook(job, "job.canceled", connection, pipeline=pipe)
+        announce(pipe, job.id)
+        pipe.execute()
+    return True
+
+
+def _stop_started(job: Job) -> None:
+    """Record the cancel and stop the work-horse; RQ then ends the job `stopped`, which reads as canceled."""
+    job.meta.update(canceled=True, finished_at=iso(utcnow()))
+    job.save_meta()
+    try:
+        send_stop_job_command(ctx().connection, job.id)
+    except InvalidJobOperation:
+        pass  # It finished between our read and the stop, or no worker holds it; the worker's records stand.
 
 
 @bp.post("/<job_id>/retry")
 @require_tenant
 def retry_job(job_id: str) -> Any:
-    job = find_job(job_id, g.tenant)
-    status = status_of(job)
-    if status not in (JobStatus.FAILED, JobStatus.CANCELED):
-        raise ApiError(409, "not_retryable", f"only failed or canceled jobs can be retried; this one is {status.value}")
-    check_capacity(g.tenant)
+    job = _requeue_once(job_id)
+    log.info("job retried", extra=log_fields(job))
+    return accepted(job)
+
+
+def _requeue_once(job_id: str) -> Job:
+    """Re-enqueue a failed or canceled job with fresh attempts; WATCH on its key lets one of racing retries win."""
+    connection = ctx().connection
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(Job.key_for(job_id))
+                job = find_job(job_id, g.tenant)
+                status = status_of(job)
+                if status not in (JobStatus.FAILED, JobStatus.CANCELED):
+                    raise ApiError(409, "not_retryable",
+                                   f"only failed or canceled jobs can be retried; this one is {status.value}")
+                check_capacity(g.tenant)
+                pipe.multi()
+                _requeue(job, pipe)
+                pipe.execute()
+                return job
+            except WatchError:
+                continue  # Another request changed the job first; look again (a won retry leaves it queued: 409).
+
+
+def _requeue(job: Job, pipe: Pipeline) -> None:
+    """What RQ's registry.requeue does, but inside the caller's transaction (RQ's runs its own)."""
     job.meta.update(attempts=0, error=None, result=None, canceled=False, finished_at=None, started_at=None,
                     progress={"step": "queued", "percent": 0})
     job.retries_left = job.meta.get("max_retries", 0)
-    connection = ctx().connection
-    queue = queue_for(job.meta["priority"], connection)
+    job.started_at = job.ended_at = None
+    queue = queue_for(job.meta["priority"], ctx().connection)
     for registry in (FailedJobRegistry(queue=queue), CanceledJobRegistry(queue=queue)):
-        try:
-            job = registry.requeue(job)
-            break
-        except InvalidJobOperation:
-            continue
-    else:
-        job = queue.enqueue_job(job)
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.persist(job.key)
-        pipe.sadd(keys.active_jobs(g.tenant), job.id)
-        announce(pipe, job.id)
-        pipe.execute()
-    return accepted(job)
+        registry.remove(job, pipeline=pipe)
+    queue.enqueue_job(job, pipeline=pipe)
+    pipe.persist(job.key)  # a failed or canceled job was set to expire with retention
+    pipe.sadd(keys.active_jobs(g.tenant), job.id)
+    announce(pipe, job.id)
 
 
 @bp.get("/<job_id>/pdf")
@@ -231,15 +288,15 @@ def download_pdf(job_id: str) -> Any:
     status = status_of(job)
     if status != JobStatus.COMPLETED:
         raise ApiError(409, "not_ready", f"the job is {status.value}, not completed", job_status=status.value)
-    content = ctx().storage.get(job.id)
-    if content is None:
-        raise ApiError(410, "expired", "the PDF was removed after its retention period")
     result = job.meta["result"]
-    etag = f'"{result["sha256"]}"'
-    if request.headers.get("If-None-Match") == etag:
-        return Response(status=304, headers={"ETag": etag})
-    return Response(content, mimetype="application/pdf", headers={
+    headers = {"ETag": f'"{result["sha256"]}"', "Cache-Control": "private, max-age=300"}
+    if request.if_none_match.contains_weak(result["sha256"]):  # from the record: the store is not touched
+        return Response(status=304, headers=headers)
+    pdf = ctx().storage.open(job.id)
+    if pdf is None:
+        raise ApiError(410, "expired", "the PDF was removed after its retention period")
+    return Response(pdf, mimetype="application/pdf", headers={
+        **headers,
         "Content-Disposition": f'attachment; filename="{job.meta["filename"]}"',
-        "ETag": etag,
-        "Cache-Control": "private, max-age=300",
+        "Content-Length": str(result["bytes"]),
     })

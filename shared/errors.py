@@ -34,3 +34,10 @@ class RenderError(JobFailure):
 
 class StorageError(JobFailure):
     code = "storage_error"
+
+
+class PdfTooLarge(StorageError):
+    """The PDF exceeds what its store accepts; storing it again would fail the same way."""
+
+    code = "pdf_too_large"
+    permanent = True

@@ -11,9 +11,27 @@ from shared.queues import Priority
 
 MAX_METADATA_BYTES = 4096
 """Largest `metadata` object, serialised as JSON, in bytes."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of objects and arrays in `data` or `metadata`: documents need a handful of levels, while a few
+hundred already break RQ's save of the job and every later JSON round trip."""
 MAX_BATCH_JOBS = 500
 MAX_FILENAME_CHARS = 128
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_ASCII_INTEGER = re.compile(r"[0-9]{1,18}")
+
+
+def ascii_int(raw: str) -> int | None:
+    """`raw` as an int if it is 1..18 ASCII digits, else None (str.isdigit also accepts '²', which int() refuses)."""
+    return int(raw) if _ASCII_INTEGER.fullmatch(raw) else None
+
+
+def json_depth(value: Any) -> int:
+    """How many objects/arrays deep `value` nests (a scalar is 0), walked level by level rather than recursively."""
+    depth, level = 0, [value]
+    while containers := [node for node in level if isinstance(node, (dict, list))]:
+        depth += 1
+        level = [child for node in containers for child in (node.values() if isinstance(node, dict) else node)]
+    return depth
 
 
 def safe_filename(raw: str) -> str | None:
@@ -52,6 +70,13 @@ class JobRequest(BaseModel):
     @classmethod
     def _sanitise_filename(cls, raw: str | None) -> str | None:
         return safe_filename(raw) if raw is not None else None
+
+    @field_validator("data", "metadata")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise ValueError(f"must nest at most {MAX_JSON_DEPTH} levels of objects and arrays")
+        return value
 
     @field_validator("metadata")
     @classmethod

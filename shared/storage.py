@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from dataclasses import replace
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Protocol
 from urllib.parse import urlsplit
 
 from redis import Redis
@@ -16,12 +17,34 @@ from redis import Redis
 from shared import keys
 from shared.config import PROJECT_ROOT, Settings
 from shared.connection import connect
-from shared.errors import StorageError
+from shared.errors import PdfTooLarge, StorageError
+
+if TYPE_CHECKING:
+    from botocore.response import StreamingBody
+
+
+CHUNK_BYTES = 64 * 1024
+"""Size of the pieces a stored PDF is read in, so a download never holds a whole PDF in memory."""
+
+
+class PdfStream:
+    """A stored PDF as an iterable of chunks; WSGI servers call close() when the response ends."""
+
+    def __init__(self, source: BinaryIO | StreamingBody) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.source.read(CHUNK_BYTES):
+            yield chunk
+
+    def close(self) -> None:
+        self.source.close()
 
 
 class PdfStorage(Protocol):
     def put(self, job_id: str, content: bytes) -> None: ...
-    def get(self, job_id: str) -> bytes | None: ...
+    def open(self, job_id: str) -> PdfStream | None:
+        """The stored PDF, or None when it is missing or past retention."""
     def delete(self, job_id: str) -> None: ...
     def purge_expired(self) -> int: ...
 
@@ -44,27 +67,36 @@ class FileStorage:
             tmp.write(content)
         os.replace(tmp.name, path)
 
-    def get(self, job_id: str) -> bytes | None:
-        path = self._path(job_id)
+    def open(self, job_id: str) -> PdfStream | None:
         try:
-            if time.time() - path.stat().st_mtime > self.ttl_s:
-                return None
-            return path.read_bytes()
+            handle = self._path(job_id).open("rb")
         except FileNotFoundError:
             return None
+        if time.time() - os.fstat(handle.fileno()).st_mtime > self.ttl_s:
+            handle.close()
+            return None
+        return PdfStream(handle)
 
     def delete(self, job_id: str) -> None:
         self._path(job_id).unlink(missing_ok=True)
 
     def purge_expired(self) -> int:
-        """Delete files past retention (and stale partial writes); returns how many."""
+        """Delete files past retention (and stale partial writes); returns how many this call removed.
+
+        Every worker purges the same directory, so a file may vanish between listing, stat and unlink.
+        """
         cutoff = time.time() - self.ttl_s
         removed = 0
         for path in self.root.glob("*/*"):
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
         return removed
+
+
+REDIS_STORAGE_MAX_BYTES = 10 * 2**20
+"""Largest PDF kept in Redis, in bytes: every PDF there costs Redis memory for RESULT_TTL_S (use S3 for more)."""
 
 
 class RedisStorage:
@@ -75,10 +107,14 @@ class RedisStorage:
         self.ttl_s = ttl_s
 
     def put(self, job_id: str, content: bytes) -> None:
+        if len(content) > REDIS_STORAGE_MAX_BYTES:
+            raise PdfTooLarge(f"the PDF is {len(content)} bytes; Redis storage keeps at most "
+                              f"{REDIS_STORAGE_MAX_BYTES} bytes (REDIS_STORAGE_MAX_BYTES); use S3 storage for larger")
         self.connection.set(keys.pdf_blob(job_id), content, ex=self.ttl_s)
 
-    def get(self, job_id: str) -> bytes | None:
-        return self.connection.get(keys.pdf_blob(job_id))
+    def open(self, job_id: str) -> PdfStream | None:
+        content = self.connection.get(keys.pdf_blob(job_id))
+        return PdfStream(io.BytesIO(content)) if content is not None else None
 
     def delete(self, job_id: str) -> None:
         self.connection.delete(keys.pdf_blob(job_id))
@@ -108,7 +144,8 @@ class S3Storage:
             self.client.put_object(Bucket=self.bucket, Key=self._key(job_id), Body=content,
                                    ContentType="application/pdf", Expires=expires)
 
-    def get(self, job_id: str) -> bytes | None:
+    def open(self, job_id: str) -> PdfStream | None:
+        """Streams the object's body as it arrives, so a download never holds the whole PDF in memory."""
         try:
             with _s3_faults():
                 response = self.client.get_object(Bucket=self.bucket, Key=self._key(job_id))
@@ -117,8 +154,9 @@ class S3Storage:
                 return None
             raise
         if (datetime.now(timezone.utc) - response["LastModified"]).total_seconds() > self.ttl_s:
+            response["Body"].close()
             return None
-        return response["Body"].read()
+        return PdfStream(response["Body"])
 
     def delete(self, job_id: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(job_id))

@@ -7,6 +7,7 @@ import pytest
 from flask import Flask
 
 from api.errors import PROBLEM_JSON
+from shared.schema import MAX_JSON_DEPTH
 
 pytestmark = pytest.mark.usefixtures("no_workers")
 
@@ -132,3 +133,73 @@ def test_readyz_needs_a_worker(client) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json["checks"] == {"redis": "ok", "workers": "no worker registered"}
+
+
+NOT_ASCII_DIGITS = [pytest.param("\u00b2", id="superscript-two"), pytest.param("\u0661\u0662", id="arabic-indic"),
+                    pytest.param("9" * 5000, id="5000-digits")]
+"""Strings str.isdigit() accepts that int() refuses or should not see: '²', Arabic-Indic digits, a huge number."""
+
+
+@pytest.mark.parametrize("raw", NOT_ASCII_DIGITS)
+def test_limit_must_be_ascii_digits(client, auth, raw: str) -> None:
+    """A list limit that is not plain ASCII digits answers 422 naming limit, never 500."""
+    problem = assert_problem(client.get("/v1/jobs", query_string={"limit": raw}, headers=auth.headers()), 422,
+                             "validation_error")
+    assert [e["field"] for e in problem["errors"]] == ["limit"]
+
+
+@pytest.mark.parametrize("route", ["pdf", "events"])
+@pytest.mark.parametrize("raw", NOT_ASCII_DIGITS)
+def test_token_expiry_must_be_ascii_digits(client, route: str, raw: str) -> None:
+    """A link token whose expiry is not plain ASCII digits answers 401 unauthorized, never 500."""
+    response = client.get(f"/v1/jobs/{'0' * 32}/{route}", query_string={"token": f"{raw}.x"})
+    assert_problem(response, 401, "unauthorized")
+
+
+def nested(depth: int) -> dict:
+    """A JSON object `depth` containers deep: {"a": {"a": ... {}}}."""
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("field", ["data", "metadata"])
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 600])
+def test_deeply_nested_field_is_a_validation_error(client, auth, field: str, depth: int) -> None:
+    """data or metadata nested deeper than MAX_JSON_DEPTH answers 422 naming the field."""
+    response = client.post("/v1/jobs", json={"html": "x", field: nested(depth)}, headers=auth.headers())
+    problem = assert_problem(response, 422, "validation_error")
+    assert [e["field"] for e in problem["errors"]] == [field]
+
+
+@pytest.mark.parametrize("field", ["data", "metadata"])
+def test_nesting_at_the_limit_is_accepted(client, auth, field: str) -> None:
+    """data or metadata exactly MAX_JSON_DEPTH deep is accepted and echoed back intact."""
+    response = client.post("/v1/jobs", json={"html": "x", field: nested(MAX_JSON_DEPTH)}, headers=auth.headers())
+    assert response.status_code == 202, response.json
+    if field == "metadata":
+        assert response.json["metadata"] == nested(MAX_JSON_DEPTH)
+
+
+def test_deep_nesting_in_a_batch_item_names_its_index(client, auth) -> None:
+    """A batch item with over-deep data answers 422 naming jobs[i].data."""
+    body = {"jobs": [{"html": "x"}, {"html": "x", "data": nested(600)}]}
+    problem = assert_problem(client.post("/v1/jobs/batch", json=body, headers=auth.headers()), 422,
+                             "validation_error")
+    assert [e["field"] for e in problem["errors"]] == ["jobs[1].data"]
+
+
+def test_nesting_too_deep_to_parse_is_invalid_json(client, auth) -> None:
+    """A body nested past what the JSON parser can recurse into answers 400 invalid_json."""
+    body = '{"html": "x", "data": {"a": ' + "[" * 5000 + "]" * 5000 + "}}"
+    response = client.post("/v1/jobs", data=body, content_type="application/json", headers=auth.headers())
+    assert_problem(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_invalid_json(client, auth, constant: str) -> None:
+    """NaN and the infinities are not JSON, so a body holding one answers 400 invalid_json."""
+    body = '{"html": "x", "metadata": {"ratio": ' + constant + "}}"
+    response = client.post("/v1/jobs", data=body, content_type="application/json", headers=auth.headers())
+    assert_problem(response, 400, "invalid_json")

@@ -1,6 +1,7 @@
 """Nothing lost: killed workers, timeouts, Redis restarts, deploys, bursts, limits, idempotency, retention."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -10,10 +11,16 @@ from typing import Callable
 
 import pytest
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
+from rq import Queue, Worker
+from werkzeug.test import TestResponse
 
 from api import create_app
+from api.admission import IDEMPOTENT_CREATE_S, claim_idempotency, release_idempotency
 from shared.config import Settings
+from shared.enqueue import enqueue_render
+from shared.schema import JobRequest
 from tests.conftest import AuthActions, JobsClient
 from tests.support import LiveServer, RedisServer, WorkerProcess, kill_tree, newest_child, wait_until
 
@@ -223,3 +230,113 @@ def test_canceled_while_retrying_never_runs_again(jobs: JobsClient, client: Flas
     time.sleep(6)  # longer than the first two backoff delays
     after = jobs.get(job["id"])
     assert after["status"] == "canceled" and after["attempts"] == 1
+
+
+def race(app: Flask, method: str, path: str, headers: dict[str, str], threads: int = 4) -> list[TestResponse]:
+    """The same request sent from `threads` threads at once, each with its own test client."""
+    barrier = threading.Barrier(threads)
+    responses: list[TestResponse] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.open(path, method=method, headers=headers)
+        with lock:
+            responses.append(response)
+
+    senders = [threading.Thread(target=send) for _ in range(threads)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    return responses
+
+
+def test_concurrent_cancels_cancel_once(no_workers: None, client: FlaskClient, auth: AuthActions, redis) -> None:
+    """DELETEs racing on one queued job: one answers 200 canceled, the others 409 already_finished, none 500."""
+    for _ in range(5):
+        job_id = client.post("/v1/jobs", json={"html": "<p>x</p>"}, headers=auth.headers()).json["id"]
+        responses = race(client.application, "DELETE", f"/v1/jobs/{job_id}", auth.headers())
+        assert sorted(r.status_code for r in responses) == [200, 409, 409, 409], [r.json for r in responses]
+        assert {r.json["code"] for r in responses if r.status_code == 409} == {"already_finished"}
+        assert redis.lrange("rq:queue:normal", 0, -1) == []
+        assert redis.hget(f"rq:job:{job_id}", "status") == b"canceled"
+
+
+def test_cancel_during_handoff_to_a_worker_stops_it(no_workers: None, client: FlaskClient, auth: AuthActions,
+                                                    redis) -> None:
+    """A DELETE landing after a worker popped the job but before it started waits for the start and stops it."""
+    job_id = client.post("/v1/jobs", json={"html": "<p>x</p>"}, headers=auth.headers()).json["id"]
+    queue = Queue("normal", connection=redis)
+    worker = Worker([queue], connection=redis, name=f"handoff-{job_id}")
+    job, _ = Queue.dequeue_any([queue], None, connection=redis)  # what RQ's worker does; the fork comes next
+    commands = redis.pubsub(ignore_subscribe_messages=True)
+    commands.subscribe(f"rq:pubsub:{worker.name}")
+    starting = threading.Timer(0.3, worker.prepare_job_execution, args=(job,))  # the work-horse starts the job
+    starting.start()
+    response = client.delete(f"/v1/jobs/{job_id}", headers=auth.headers())
+    starting.join()
+    assert response.status_code == 200 and response.json["status"] == "canceled"
+    message = wait_until(lambda: commands.get_message(timeout=0.1), timeout=5)
+    assert json.loads(message["data"]) == {"command": "stop-job", "job_id": job_id}
+    assert redis.zscore("rq:canceled:normal", job_id) is None, "only the stop may end a job a worker holds"
+    commands.close()
+
+
+def test_concurrent_retries_enqueue_once(no_workers: None, client: FlaskClient, auth: AuthActions, redis) -> None:
+    """Retries racing on one canceled job: one answers 202, the others 409 not_retryable; the id is queued once."""
+    for _ in range(5):
+        job_id = client.post("/v1/jobs", json={"html": "<p>x</p>"}, headers=auth.headers()).json["id"]
+        assert client.delete(f"/v1/jobs/{job_id}", headers=auth.headers()).status_code == 200
+        responses = race(client.application, "POST", f"/v1/jobs/{job_id}/retry", auth.headers())
+        assert sorted(r.status_code for r in responses) == [202, 409, 409, 409], [r.json for r in responses]
+        assert {r.json["code"] for r in responses if r.status_code == 409} == {"not_retryable"}
+        assert [i.decode() for i in redis.lrange("rq:queue:normal", 0, -1)].count(job_id) == 1
+
+
+def test_idempotency_key_of_a_request_that_died_is_taken_over(no_workers: None, client: FlaskClient,
+                                                              auth: AuthActions) -> None:
+    """A key whose first request died before enqueueing is taken over once that claim is stale, and kept."""
+    body = {"html": "<p>once</p>"}
+    with client.application.test_request_context():
+        assert claim_idempotency("acme", "order-died", body, "job-that-never-was") is None
+    time.sleep(IDEMPOTENT_CREATE_S + 0.1)
+    started = time.monotonic()
+    repeat = client.post("/v1/jobs", json=body, headers={**auth.headers(), "Idempotency-Key": "order-died"})
+    assert repeat.status_code == 202 and repeat.json["id"] != "job-that-never-was"
+    assert time.monotonic() - started < IDEMPOTENT_CREATE_S / 2
+    with client.application.test_request_context():  # the first request, failing late, frees only its own claim
+        release_idempotency("acme", "order-died", "job-that-never-was")
+    again = client.post("/v1/jobs", json=body, headers={**auth.headers(), "Idempotency-Key": "order-died"})
+    assert again.json["id"] == repeat.json["id"]
+
+
+def test_idempotency_key_outlives_its_expired_job(no_workers: None, client: FlaskClient, auth: AuthActions,
+                                                  redis) -> None:
+    """Once the key's job has expired (retention is shorter than the key's 24 h), a repeat creates a new job."""
+    body = {"html": "<p>once</p>"}
+    headers = {**auth.headers(), "Idempotency-Key": "order-expired"}
+    first = client.post("/v1/jobs", json=body, headers=headers).json["id"]
+    redis.delete(f"rq:job:{first}")  # what RESULT_TTL_S does to the record
+    started = time.monotonic()
+    repeat = client.post("/v1/jobs", json=body, headers=headers)
+    assert repeat.status_code == 202 and repeat.json["id"] != first
+    assert time.monotonic() - started < IDEMPOTENT_CREATE_S / 2
+    assert client.get(f"/v1/jobs/{repeat.json['id']}", headers=auth.headers()).json["status"] == "queued"
+
+
+def test_repeat_waits_for_the_job_being_created(no_workers: None, client: FlaskClient, auth: AuthActions,
+                                               redis, settings: Settings) -> None:
+    """A repeat arriving while the first request is still enqueueing gets that request's job, not a second one."""
+    body = {"html": "<p>once</p>"}
+    with client.application.test_request_context():
+        assert claim_idempotency("acme", "order-slow", body, "slowjob") is None
+    creating = threading.Timer(0.3, enqueue_render, args=(JobRequest.model_validate(body),),
+                               kwargs={"tenant": "acme", "connection": redis, "settings": settings,
+                                       "job_id": "slowjob"})
+    creating.start()
+    repeat = client.post("/v1/jobs", json=body, headers={**auth.headers(), "Idempotency-Key": "order-slow"})
+    creating.join()
+    assert repeat.status_code == 202 and repeat.json["id"] == "slowjob"
+    assert [j["id"] for j in client.get("/v1/jobs", headers=auth.headers()).json["jobs"]] == ["slowjob"]

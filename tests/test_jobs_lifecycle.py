@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 from pypdf import PdfReader
 
+from shared.logs import JsonFormatter
 from tests.conftest import JobsClient
-from tests.support import WorkerProcess, wait_until
+from tests.support import WorkerProcess, newest_child, wait_until
 
 pytestmark = pytest.mark.usefixtures("workers")
 
@@ -159,17 +163,69 @@ def test_cancel_queued_job_then_retry(no_workers: None, env: dict[str, str], job
 SLOW_HTML = "<table>{% for i in range(rows) %}<tr><td>row {{ i }}</td><td>{{ i * 3 }}</td></tr>{% endfor %}</table>"
 
 
-def test_cancel_started_job_stops_it(jobs: JobsClient, client, auth) -> None:
-    """DELETE on a running job stops the render; it ends canceled and is not retried."""
+def test_cancel_started_job_stops_it(jobs: JobsClient, client, auth, redis) -> None:
+    """DELETE on a running job kills its work-horse: RQ records it stopped, no PDF is stored, it is not retried."""
     job = jobs.submit({"html": SLOW_HTML, "data": {"rows": 40000}, "timeout_s": 120})
     jobs.wait(job["id"], ("started",))
+    worker_name = redis.hget(f"rq:job:{job['id']}", "worker_name").decode()
+    horse = wait_until(lambda: newest_child(int(redis.hget(f"rq:worker:{worker_name}", "pid"))))
     response = client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers())
     assert response.status_code == 200 and response.json["status"] == "canceled"
-    wait_until(lambda: jobs.get(job["id"])["finished_at"] is not None)
-    final = jobs.wait(job["id"], ("canceled", "completed", "failed", "retrying"))
-    assert final["status"] == "canceled" and final["attempts"] == 1
+    # Long before this render could end (tens of seconds), the horse is gone and RQ's own record says stopped.
+    wait_until(lambda: not Path(f"/proc/{horse}").exists(), timeout=10)
+    wait_until(lambda: redis.hget(f"rq:job:{job['id']}", "status") == b"stopped", timeout=10)
+    final = jobs.get(job["id"])
+    assert final["status"] == "canceled" and final["attempts"] == 1 and final["result"] is None
+    assert client.application.extensions["pdfq"].storage.open(job["id"]) is None
     # The worker survived the stop and takes new work.
     assert jobs.wait(jobs.submit({"html": "<p>after</p>"})["id"])["status"] == "completed"
+    assert redis.hget(f"rq:job:{job['id']}", "status") == b"stopped"
+
+
+def test_canceled_queued_job_expires_with_retention(no_workers: None, jobs: JobsClient, client, auth, redis,
+                                                    settings) -> None:
+    """A canceled queued job's record expires after RESULT_TTL_S; a retry makes it permanent again."""
+    job = jobs.submit({"html": "<p>cancel me</p>"})
+    assert client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers()).status_code == 200
+    assert 0 < redis.ttl(f"rq:job:{job['id']}") <= settings.result_ttl_s
+    assert client.post(f"/v1/jobs/{job['id']}/retry", headers=auth.headers()).status_code == 202
+    assert redis.ttl(f"rq:job:{job['id']}") == -1
+
+
+def test_unchanged_pdf_answers_304_from_the_record(jobs: JobsClient, client, auth) -> None:
+    """If-None-Match with the job's ETag answers 304 from the job record, without reading the stored PDF."""
+    done = jobs.wait(jobs.submit({"html": "<p>cached</p>"})["id"])
+    first = client.get(f"/v1/jobs/{done['id']}/pdf", headers=auth.headers())
+    assert first.headers["Content-Length"] == str(len(first.data)) == str(done["result"]["bytes"])
+    client.application.extensions["pdfq"].storage.delete(done["id"])
+    cached = client.get(f"/v1/jobs/{done['id']}/pdf", headers={**auth.headers(), "If-None-Match": first.headers["ETag"]})
+    assert cached.status_code == 304 and cached.headers["ETag"] == first.headers["ETag"] and cached.data == b""
+    assert client.get(f"/v1/jobs/{done['id']}/pdf", headers=auth.headers()).status_code == 410
+
+
+def test_lifecycle_events_are_logged_without_job_data(no_workers: None, client, auth,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Accepting, canceling and retrying a job each log one line naming job, tenant, queue and template, not data."""
+    secret = "SECRET-7781"
+    with caplog.at_level(logging.INFO, logger="api.jobs"):
+        single = client.post("/v1/jobs", json={"html": f"<p>{secret}</p>", "css": f"/* {secret} */",
+                                               "data": {"note": secret}, "priority": "high"}, headers=auth.headers())
+        batch = client.post("/v1/jobs/batch", json={"jobs": [{"template": "invoice.html", "data": {"note": secret}},
+                                                             {"html": secret, "priority": "low"}]},
+                            headers=auth.headers())
+        job_id = single.json["id"]
+        client.delete(f"/v1/jobs/{job_id}", headers=auth.headers())
+        client.post(f"/v1/jobs/{job_id}/retry", headers=auth.headers())
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "api.jobs"]
+    batch_ids = [j["id"] for j in batch.json["jobs"]]
+    assert [(line["msg"], line["job_id"], line["tenant"], line["queue"], line["template"]) for line in lines] == [
+        ("job accepted", job_id, "acme", "high", "inline"),
+        ("job accepted", batch_ids[0], "acme", "normal", "invoice.html"),
+        ("job accepted", batch_ids[1], "acme", "low", "inline"),
+        ("job canceled", job_id, "acme", "high", "inline"),
+        ("job retried", job_id, "acme", "high", "inline"),
+    ]
+    assert secret not in caplog.text and all(secret not in json.dumps(line) for line in lines)
 
 
 @pytest.mark.parametrize("route", ["", "/pdf", "/events", "/retry", "DELETE"])
