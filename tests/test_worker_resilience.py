@@ -9,6 +9,7 @@ from typing import Callable
 import pytest
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import CanceledJobRegistry
 
 import worker.process
@@ -92,3 +93,17 @@ def test_failing_job_leaves_its_data_out_of_worker_logs(workers: list[WorkerProc
     logs = "".join(Path(w.log_path).read_text() for w in workers)
     assert '"msg": "job raised"' in logs and job["id"] in logs
     assert secret not in logs
+
+
+def test_job_canceled_before_it_starts_is_not_rendered(private_db: dict[str, str], jobs: JobsClient, redis: Redis,
+                                                       spawn_worker: Spawn) -> None:
+    """A job marked canceled while it was on its way to a worker (e.g. a retry being moved) steps aside."""
+    job = jobs.submit({"html": "<p>never rendered</p>"})
+    queued = Job.fetch(job["id"], connection=redis)
+    queued.meta["canceled"] = True  # what a cancel racing the scheduler's move of a retry leaves behind
+    queued.save_meta()
+    spawn_worker(private_db)
+    wait_until(lambda: queued.get_status(refresh=True) == "finished", timeout=30)
+    after = jobs.get(job["id"])
+    assert after["status"] == "canceled" and after["result"] is None and after["attempts"] == 0
+    assert queued.return_value() is None

@@ -26,10 +26,16 @@ from worker.runtime import get_runtime
 log = logging.getLogger(__name__)
 
 
-def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css: str | None) -> dict[str, Any]:
+def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css: str | None) -> dict[str, Any] | None:
     """Render, store, and record the result; any failure raises so RQ records and retries it."""
     job = get_current_job()
     assert job is not None, "render_pdf runs only inside an RQ job"
+    job.meta = job.get_meta(refresh=True)
+    if job.meta.get("canceled"):
+        # Canceled between leaving its queue and starting here (a retry the scheduler moved, a slow
+        # hand-off): the API already recorded the cancel, so this attempt only steps aside.
+        log.info("job skipped: canceled before it started", extra={"job_id": job.id, "tenant": job.meta["tenant"]})
+        return None
     runtime = get_runtime()
     job.meta["attempts"] = job.meta.get("attempts", 0) + 1
     job.meta["started_at"] = iso(utcnow())
