@@ -4,6 +4,9 @@ from __future__ import annotations
 import http.client
 import io
 import logging
+import socketserver
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -118,20 +121,72 @@ def test_symlink_out_of_templates_is_refused(tmp_path: Path, secret_file: Path) 
         fetcher.fetch((tmp_path / "templates" / "leak.css").as_uri())
 
 
-def test_redirect_from_allowed_host_is_not_followed(monkeypatch: pytest.MonkeyPatch, honeypot: Honeypot) -> None:
+@pytest.fixture
+def allowed_host_on(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], worker.fetcher.RestrictedURLFetcher]:
+    """A fetcher whose allow-listed https://assets.example.com is served, over plain HTTP, by a local port."""
+
+    def fetcher_for(port: int) -> worker.fetcher.RestrictedURLFetcher:
+        class PlainPinned(http.client.HTTPConnection):
+            def __init__(self, host: str, address: str, **kwargs: Any) -> None:
+                super().__init__(address, **{**kwargs, "port": port})
+
+        monkeypatch.setattr(worker.fetcher, "resolve_public", lambda url, schemes: "127.0.0.1")
+        monkeypatch.setattr(worker.fetcher, "PinnedHTTPSConnection", PlainPinned)
+        return worker.fetcher.RestrictedURLFetcher(PROJECT_ROOT / "templates", frozenset({"assets.example.com"}))
+
+    return fetcher_for
+
+
+def test_redirect_from_allowed_host_is_not_followed(allowed_host_on: Callable[[int], Any], honeypot: Honeypot) -> None:
     """An allow-listed host that redirects (e.g. to loopback) is refused; the target is never requested."""
-    monkeypatch.setattr(worker.fetcher, "resolve_public", lambda url, schemes: "127.0.0.1")
-
-    class PlainPinned(http.client.HTTPConnection):
-        def __init__(self, host: str, address: str, **kwargs: Any) -> None:
-            super().__init__(address, **{**kwargs, "port": honeypot.port})
-
-    monkeypatch.setattr(worker.fetcher, "PinnedHTTPSConnection", PlainPinned)
-    fetcher = worker.fetcher.RestrictedURLFetcher(PROJECT_ROOT / "templates", frozenset({"assets.example.com"}))
+    fetcher = allowed_host_on(honeypot.port)
     assert fetcher.fetch("https://assets.example.com/ok.css").read() == b"HONEYPOT-CONTENT"
     with pytest.raises(OSError):
         fetcher.fetch("https://assets.example.com/redirect")
     assert honeypot.paths == ["/ok.css", "/redirect"]
+
+
+class TricklingServer(socketserver.ThreadingTCPServer):
+    """Answers any request with a small CSS response sent one byte at a time from `trickle_from` on."""
+
+    daemon_threads = True
+    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nContent-Length: 20\r\n\r\nbody { color: red } "
+
+    def __init__(self, trickle_from: int, interval_s: float) -> None:
+        server = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.recv(65536)
+                try:
+                    self.request.sendall(server.RESPONSE[:trickle_from])
+                    for byte in server.RESPONSE[trickle_from:]:
+                        time.sleep(interval_s)
+                        self.request.sendall(bytes([byte]))
+                except OSError:  # The client gave up: what the test wants.
+                    pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("trickle_from", [len(TricklingServer.RESPONSE) - 20, 10], ids=["body", "headers"])
+def test_trickling_asset_host_is_cut_off_at_one_deadline(allowed_host_on: Callable[[int], Any], trickle_from: int,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A host sending a byte every 0.3 s (each read within the socket timeout) is refused at the 1 s asset deadline."""
+    monkeypatch.setattr(worker.fetcher, "REMOTE_ASSET_TIMEOUT_S", 1)
+    server = TricklingServer(trickle_from, interval_s=0.3)
+    fetcher = allowed_host_on(server.port)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OSError):
+            fetcher.fetch("https://assets.example.com/slow.css")
+    finally:
+        server.shutdown()
+    assert time.monotonic() - started < 1.8
+    assert any(r.msg == "asset refused" and "1 s" in r.reason for r in caplog.records)
 
 
 @pytest.mark.parametrize("source", [

@@ -1,9 +1,15 @@
 """The render's only door to resources: data: URIs, files under templates/, allow-listed https hosts."""
 from __future__ import annotations
 
+import functools
+import http.client
+import io
 import logging
 import mimetypes
+import socket
+import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from weasyprint.urls import URLFetcher, URLFetcherResponse, URLFetchingError
@@ -15,6 +21,35 @@ log = logging.getLogger(__name__)
 MAX_REMOTE_ASSET_BYTES = 5 * 1024 * 1024
 """Largest remote asset fetched from an allow-listed host, in bytes."""
 REMOTE_ASSET_TIMEOUT_S = 5
+"""Longest a remote asset may take from connecting to its last byte, in seconds."""
+
+
+class DeadlineReader(io.RawIOBase):
+    """Socket reads that share one deadline, so a server trickling bytes cannot hold a render past it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        self.sock.settimeout(remaining)
+        return self.sock.recv_into(buffer)
+
+
+class DeadlineResponse(http.client.HTTPResponse):
+    """An HTTP response whose status line, headers and body must all arrive before `deadline` (time.monotonic())."""
+
+    def __init__(self, sock: socket.socket, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()  # Only the file over the socket is replaced; the connection still owns the socket.
+        self.fp = io.BufferedReader(DeadlineReader(sock, deadline))
 
 
 class RestrictedURLFetcher(URLFetcher):
@@ -52,6 +87,7 @@ class RestrictedURLFetcher(URLFetcher):
         return URLFetcherResponse(path.as_uri(), body=path.read_bytes(), headers={"Content-Type": mime})
 
     def _fetch_allowed_host(self, url: str) -> URLFetcherResponse:
+        deadline = time.monotonic() + REMOTE_ASSET_TIMEOUT_S
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         if host not in self.allowed_hosts:
@@ -60,7 +96,9 @@ class RestrictedURLFetcher(URLFetcher):
             address = resolve_public(url, schemes=frozenset({"https"}))
         except BlockedTarget as exc:
             return self._refuse(url, str(exc))
+        # The socket timeout bounds connecting and the TLS handshake; every later read shares the deadline.
         connection = PinnedHTTPSConnection(host, address, port=parts.port or 443, timeout=REMOTE_ASSET_TIMEOUT_S)
+        connection.response_class = functools.partial(DeadlineResponse, deadline=deadline)
         try:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             connection.request("GET", target, headers={"User-Agent": "pdfq"})
@@ -68,6 +106,8 @@ class RestrictedURLFetcher(URLFetcher):
             if response.status != 200:  # Redirects included: they could lead anywhere.
                 return self._refuse(url, f"HTTP {response.status}")
             body = response.read(MAX_REMOTE_ASSET_BYTES + 1)
+        except TimeoutError:
+            return self._refuse(url, f"slower than {REMOTE_ASSET_TIMEOUT_S} s")
         finally:
             connection.close()
         if len(body) > MAX_REMOTE_ASSET_BYTES:
