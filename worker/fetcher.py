@@ -1,6 +1,7 @@
 """The render's only door to resources: data: URIs, files under templates/, allow-listed https hosts."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import io
@@ -9,9 +10,10 @@ import mimetypes
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit
 
+import weasyprint.css
 from weasyprint.urls import URLFetcher, URLFetcherResponse, URLFetchingError
 
 from shared.netguard import BlockedTarget, PinnedHTTPSConnection, resolve_public
@@ -113,3 +115,26 @@ class RestrictedURLFetcher(URLFetcher):
         if len(body) > MAX_REMOTE_ASSET_BYTES:
             return self._refuse(url, "asset too large")
         return URLFetcherResponse(url, body=body, headers={"Content-Type": response.getheader("Content-Type", "")})
+
+
+_original_css_fetch = weasyprint.css.fetch
+
+
+@contextlib.contextmanager
+def _fetch_color_profile(url_fetcher: Any, url: str) -> Iterator[URLFetcherResponse]:
+    """WeasyPrint's `fetch`, except that a failed fetch yields an empty body instead of raising."""
+    with contextlib.ExitStack() as stack:
+        try:
+            response = stack.enter_context(_original_css_fetch(url_fetcher, url))
+        except URLFetchingError:
+            response = URLFetcherResponse(url, body=b"")
+        yield response
+
+
+# Every fetch WeasyPrint makes catches URLFetchingError and renders without the resource, except
+# @color-profile's (the only `fetch` weasyprint.css calls), whose error fails the whole render.
+# An empty body there takes WeasyPrint's own path for an unusable profile: a warning, and the rule is
+# ignored. Narrower than refusing with an empty body everywhere (an attachment would then be embedded
+# empty) and more faithful than stripping @color-profile rules from CSS that arrives from many places.
+# (Pinned: WeasyPrint 70.)
+weasyprint.css.fetch = _fetch_color_profile
