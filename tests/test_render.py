@@ -35,9 +35,10 @@ def test_data_keys_are_top_level_and_under_data(renderer: Renderer) -> None:
     ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "sandbox"),
     ("{{ cycler.__init__.__globals__ }}", "sandbox"),
     ("{{ 1 / 0 }}", "division"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
 ])
 def test_template_faults_are_template_errors(renderer: Renderer, html: str, fragment: str) -> None:
-    """Missing fields, syntax errors and sandbox escapes are permanent template errors."""
+    """Missing fields, syntax errors, sandbox escapes and endless recursion are permanent template errors."""
     with pytest.raises(TemplateError) as raised:
         renderer.render(template=None, html=html, data={})
     assert fragment in str(raised.value).lower() or "unsafe" in str(raised.value).lower()

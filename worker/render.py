@@ -140,6 +140,8 @@ class Renderer:
             raise TemplateError(f"missing field: {exc.message}") from None
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"sandbox violation: {exc}") from None
+        except RecursionError:  # A macro calling itself fails the same way on every attempt.
+            raise TemplateError("the template's recursion is too deep (a macro calling itself?)") from None
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
             raise TemplateError(f"template failed on the data: {exc}") from None
 
