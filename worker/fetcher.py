@@ -54,6 +54,13 @@ class DeadlineResponse(http.client.HTTPResponse):
         self.fp = io.BufferedReader(DeadlineReader(sock, deadline))
 
 
+def origin(url: str) -> str:
+    """Scheme and host only: a URL's user, path and query can carry template data, which logs must not."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
+
+
 class RestrictedURLFetcher(URLFetcher):
     """Refused URLs raise URLFetchingError: WeasyPrint logs it and renders without the resource."""
 
@@ -74,8 +81,8 @@ class RestrictedURLFetcher(URLFetcher):
         return self._refuse(url, "scheme not allowed")
 
     def _refuse(self, url: str, reason: str) -> URLFetcherResponse:
-        log.warning("asset refused", extra={"url": url[:200], "reason": reason})
-        raise URLFetchingError(f"refused {url[:200]}: {reason}")
+        log.warning("asset refused", extra={"url": origin(url), "reason": reason})
+        raise URLFetchingError(f"refused {origin(url)}: {reason}")
 
     def _fetch_template_file(self, url: str) -> URLFetcherResponse:
         parts = urlsplit(url)
