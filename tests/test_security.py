@@ -18,16 +18,24 @@ import worker.fetcher
 from shared.config import PROJECT_ROOT
 from shared.errors import PageLimitExceeded, TemplateError
 from shared.logs import JsonFormatter, quiet_weasyprint
+from shared.netguard import BlockedTarget, check_public_url, resolve_public
 from tests.conftest import TENANT_KEYS, JobsClient
 from tests.support import LiveServer, RecordingServer, WorkerProcess, wait_until
 from worker.render import Renderer
 
 
 class Honeypot(RecordingServer):
-    """Records every request it receives (none should arrive); redirects /redirect to itself."""
+    """Records every connection (a TLS attempt too) and request it receives; redirects /redirect to itself."""
 
     def __init__(self) -> None:
+        self.connections: list[tuple[str, int]] = []
         super().__init__(self._reply)
+        # Counted before any HTTP parsing: a TLS handshake to this plain-HTTP port is never a request.
+        self.server.verify_request = self._record_connection  # type: ignore[method-assign]
+
+    def _record_connection(self, request: Any, client_address: tuple[str, int]) -> bool:
+        self.connections.append(client_address)
+        return True
 
     def _reply(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
         if path.startswith("/redirect"):
@@ -58,31 +66,47 @@ def renderer() -> Renderer:
     return Renderer(PROJECT_ROOT / "templates", allowed_asset_hosts=frozenset({"localhost"}), max_pages=50)
 
 
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">{}</svg>'
+HTML_VECTORS = {
+    "link-stylesheet-file": ('<link rel="stylesheet" href="{file}">', "file://"),
+    "link-stylesheet-http": ('<link rel="stylesheet" href="{pot}/link.css">', "http://127.0.0.1"),
+    "link-attachment-file": ('<link rel="attachment" href="{file}">', "file://"),
+    "import-http": ("<style>@import url({pot}/import.css);</style>", "http://127.0.0.1"),
+    "import-file": ("<style>@import url({file});</style>", "file://"),
+    "background-http": ("<style>body {{ background: url({pot}/bg.png) }}</style>", "http://127.0.0.1"),
+    "font-face-http": ("<style>@font-face {{ font-family: x; src: url({pot}/font.woff) }} p {{ font-family: x }}</style>",
+                       "http://127.0.0.1"),
+    "color-profile-http": ("<style>@color-profile --x {{ src: url({pot}/profile.icc) }}"
+                           " p {{ color: color(--x 0 0 0) }}</style>", "http://127.0.0.1"),
+    "img-file": ('<img src="{file}">', "file://"),
+    "img-absolute-path": ('<img src="/etc/passwd">', "file://"),
+    "img-dot-dot": ('<img src="../../../../etc/passwd">', "file://"),
+    "img-http": ('<img src="{pot}/img.png">', "http://127.0.0.1"),
+    "img-metadata": ('<img src="http://169.254.169.254/latest/meta-data/">', "http://169.254.169.254"),
+    "img-allowed-host-but-loopback": ('<img src="https://localhost:{port}/loopback.png">', "https://localhost"),
+    "object-file": ('<object data="{file}"></object>', "file://"),
+    "object-http": ('<object data="{pot}/object"></object>', "http://127.0.0.1"),
+    "embed-http": ('<embed src="{pot}/embed">', "http://127.0.0.1"),
+    "a-attachment-file": ('<a rel="attachment" href="{file}">a</a>', "file://"),
+    "style-attribute-file": ('<div style="background-image: url({file})">x</div>', "file://"),
+    "svg-image-http": (SVG.format('<image href="{pot}/svg-image" width="10" height="10"/>'), "http://127.0.0.1"),
+    "svg-xlink-file": (SVG.format('<image xlink:href="{file}" width="10" height="10"/>'), "file://"),
+}
+"""Every way HTML, CSS and SVG can ask WeasyPrint to load something, with the origin its refusal names."""
+CSS_VECTORS = {
+    "user-css-import-http": ("@import url({pot}/user-css);", "http://127.0.0.1"),
+    "user-css-import-file": ("@import url({file});", "file://"),
+}
+"""The same through the job's `css` stylesheet."""
+
+
+def fill(markup: str, secret: Path, pot: Honeypot) -> str:
+    return markup.format(file=secret.as_uri(), pot=pot.url(""), port=pot.port)
+
+
 def attack_html(secret: Path, pot: Honeypot) -> str:
-    """Every way HTML/CSS/SVG can ask WeasyPrint to load something."""
-    file_url = f"file://{secret}"
-    return f"""
-    <html><head>
-      <link rel="stylesheet" href="{file_url}">
-      <link rel="stylesheet" href="{pot.url('/link.css')}">
-      <link rel="attachment" href="{file_url}">
-      <style>@import url({pot.url('/import.css')}); @import url({file_url});
-             body {{ background: url({pot.url('/bg.png')}) }}
-             @font-face {{ font-family: x; src: url({pot.url('/font.woff')}) }}</style>
-    </head><body>
-      <p>visible text</p>
-      <img src="{file_url}"><img src="/etc/passwd"><img src="../../../../etc/passwd">
-      <img src="{pot.url('/img.png')}"><img src="http://169.254.169.254/latest/meta-data/">
-      <img src="https://localhost:{pot.port}/allowed-host-but-loopback.png">
-      <object data="{file_url}"></object><object data="{pot.url('/object')}"></object>
-      <embed src="{pot.url('/embed')}"><iframe src="{pot.url('/iframe')}"></iframe>
-      <a rel="attachment" href="{file_url}">a</a>
-      <div style="background-image: url({file_url})">x</div>
-      <svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">
-        <image href="{pot.url('/svg-image')}" width="10" height="10"/>
-        <image xlink:href="{file_url}" width="10" height="10"/>
-      </svg>
-    </body></html>"""
+    """One document carrying every HTML vector."""
+    return "<p>visible text</p>" + "".join(fill(markup, secret, pot) for markup, _ in HTML_VECTORS.values())
 
 
 def assert_nothing_leaked(content: bytes, secret: Path, pot: Honeypot) -> None:
@@ -92,17 +116,48 @@ def assert_nothing_leaked(content: bytes, secret: Path, pot: Honeypot) -> None:
     assert "TOPSECRET" not in text and "root:" not in text and "HONEYPOT" not in text
     assert reader.attachments == {}
     assert b"TOPSECRET" not in content
-    assert pot.paths == []
+    assert pot.connections == []
 
 
-def test_renderer_fetches_no_local_file_and_no_network(renderer: Renderer, secret_file: Path, honeypot: Honeypot,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """file://, paths outside templates/, loopback, metadata and allow-listed-but-private hosts are all refused."""
+def refused_origins(caplog: pytest.LogCaptureFixture) -> set[str]:
+    return {record.url for record in caplog.records if record.msg == "asset refused"}
+
+
+@pytest.mark.parametrize(("markup", "origin"), HTML_VECTORS.values(), ids=HTML_VECTORS.keys())
+def test_each_html_vector_is_refused(renderer: Renderer, secret_file: Path, honeypot: Honeypot,
+                                     caplog: pytest.LogCaptureFixture, markup: str, origin: str) -> None:
+    """The vector's URL is refused and logged by scheme and host; nothing connects, the render goes on, nothing leaks."""
     caplog.set_level(logging.WARNING)
-    pdf = renderer.render(template=None, html=attack_html(secret_file, honeypot), data={},
-                          css=f"@import url({honeypot.url('/user-css')}); @import url(file://{secret_file});")
+    pdf = renderer.render(template=None, html="<p>visible text</p>" + fill(markup, secret_file, honeypot), data={})
+    assert refused_origins(caplog) == {origin}
     assert_nothing_leaked(pdf.content, secret_file, honeypot)
-    assert "asset refused" in caplog.text
+
+
+@pytest.mark.parametrize(("markup", "origin"), CSS_VECTORS.values(), ids=CSS_VECTORS.keys())
+def test_each_css_vector_is_refused(renderer: Renderer, secret_file: Path, honeypot: Honeypot,
+                                    caplog: pytest.LogCaptureFixture, markup: str, origin: str) -> None:
+    """An @import in the job's own stylesheet is refused and logged too; nothing connects or leaks."""
+    caplog.set_level(logging.WARNING)
+    pdf = renderer.render(template=None, html="<p>visible text</p>", data={}, css=fill(markup, secret_file, honeypot))
+    assert refused_origins(caplog) == {origin}
+    assert_nothing_leaked(pdf.content, secret_file, honeypot)
+
+
+@pytest.mark.parametrize("check", [resolve_public, check_public_url])
+@pytest.mark.parametrize("url", [
+    "https://127.0.0.1/", "https://[::1]/", "http://169.254.169.254/latest/meta-data/", "https://10.0.0.1/",
+    "https://192.168.1.1/", "https://[::ffff:127.0.0.1]/", "https://0.0.0.0/", "https://localhost/",
+])
+def test_non_public_targets_are_blocked(check: Callable[[str], object], url: str) -> None:
+    """Loopback, link-local, private, IPv4-mapped loopback, unspecified and names resolving to loopback are blocked."""
+    with pytest.raises(BlockedTarget):
+        check(url)
+
+
+def test_public_literal_address_is_allowed() -> None:
+    """A public address passes both checks, and resolve_public returns it for the pinned connection."""
+    check_public_url("https://93.184.216.34/logo.png")
+    assert resolve_public("https://93.184.216.34/logo.png") == "93.184.216.34"
 
 
 def test_templates_dir_assets_still_load(renderer: Renderer) -> None:
