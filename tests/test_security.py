@@ -206,7 +206,8 @@ class TricklingServer(socketserver.ThreadingTCPServer):
     """Answers any request with a small CSS response sent one byte at a time from `trickle_from` on."""
 
     daemon_threads = True
-    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/css\r\nContent-Length: 20\r\n\r\nbody { color: red } "
+    RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Type: text/css\r\nContent-Length: 20\r\n\r\nbody { color: red } "
+    """HTTP/1.0: the connection hands its socket to the response, which must read the rest on its own."""
 
     def __init__(self, trickle_from: int, interval_s: float) -> None:
         server = self
@@ -226,6 +227,10 @@ class TricklingServer(socketserver.ThreadingTCPServer):
         self.port = self.server_address[1]
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
 
 @pytest.mark.parametrize("trickle_from", [len(TricklingServer.RESPONSE) - 20, 10], ids=["body", "headers"])
 def test_trickling_asset_host_is_cut_off_at_one_deadline(allowed_host_on: Callable[[int], Any], trickle_from: int,
@@ -240,9 +245,20 @@ def test_trickling_asset_host_is_cut_off_at_one_deadline(allowed_host_on: Callab
         with pytest.raises(OSError):
             fetcher.fetch("https://assets.example.com/slow.css")
     finally:
-        server.shutdown()
+        server.stop()
     assert time.monotonic() - started < 1.8
     assert any(r.msg == "asset refused" and "1 s" in r.reason for r in caplog.records)
+
+
+def test_asset_arriving_in_pieces_within_the_deadline_is_read_whole(allowed_host_on: Callable[[int], Any],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body sent byte by byte after the headers, well within the deadline, is fetched complete."""
+    monkeypatch.setattr(worker.fetcher, "REMOTE_ASSET_TIMEOUT_S", 2)
+    server = TricklingServer(len(TricklingServer.RESPONSE) - 20, interval_s=0.01)
+    try:
+        assert allowed_host_on(server.port).fetch("https://assets.example.com/ok.css").read() == b"body { color: red } "
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("source", [

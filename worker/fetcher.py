@@ -32,17 +32,23 @@ class DeadlineReader(io.RawIOBase):
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         super().__init__()
         self.sock = sock
+        # Like HTTPResponse's own file, this keeps the socket open after the connection lets go of it.
+        self.raw = sock.makefile("rb", buffering=0)
         self.deadline = deadline
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: Any) -> int | None:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline passed")
         self.sock.settimeout(remaining)
-        return self.sock.recv_into(buffer)
+        return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 class DeadlineResponse(http.client.HTTPResponse):
@@ -50,7 +56,7 @@ class DeadlineResponse(http.client.HTTPResponse):
 
     def __init__(self, sock: socket.socket, *args: Any, deadline: float, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
-        self.fp.close()  # Only the file over the socket is replaced; the connection still owns the socket.
+        self.fp.close()
         self.fp = io.BufferedReader(DeadlineReader(sock, deadline))
 
 
