@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 MAX_REMOTE_ASSET_BYTES = 5 * 1024 * 1024
 """Largest remote asset fetched from an allow-listed host, in bytes."""
 REMOTE_ASSET_TIMEOUT_S = 5
-"""Longest a remote asset may take from connecting to its last byte, in seconds."""
+"""Seconds from the start of a remote asset's fetch to its last byte (also the connect and TLS handshake timeout)."""
 
 
 class DeadlineReader(io.RawIOBase):
@@ -111,7 +111,7 @@ class RestrictedURLFetcher(URLFetcher):
             address = resolve_public(url, schemes=frozenset({"https"}))
         except BlockedTarget as exc:
             return self._refuse(url, str(exc))
-        # The socket timeout bounds connecting and the TLS handshake; every later read shares the deadline.
+        # Connecting and the TLS handshake are bounded by the socket timeout; every later read by the deadline.
         connection = PinnedHTTPSConnection(host, address, port=parts.port or 443, timeout=REMOTE_ASSET_TIMEOUT_S)
         connection.response_class = functools.partial(DeadlineResponse, deadline=deadline)
         try:
