@@ -12,6 +12,29 @@ _NEVER_LOGGED = {"arguments", "kwargs", "args", "data", "html"}
 """Fields RQ attaches to job log records that would carry template data into logs."""
 
 
+class WithoutDocumentContent(logging.Filter):
+    """Keeps WeasyPrint's fixed wording and drops what it fills in: the tenant's CSS, URLs, names and text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.args:  # Its wording may itself be built from the document (an f-string).
+            record.msg = "WeasyPrint message withheld: it may quote the document"
+        record.args = ()
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+_WITHOUT_DOCUMENT_CONTENT = WithoutDocumentContent()
+
+
+def quiet_weasyprint() -> None:
+    """WeasyPrint reports each document's faults: keep errors only (unusable resources), without their content."""
+    weasyprint_logger = logging.getLogger("weasyprint")
+    weasyprint_logger.setLevel(logging.ERROR)
+    if _WITHOUT_DOCUMENT_CONTENT not in weasyprint_logger.filters:
+        weasyprint_logger.addFilter(_WITHOUT_DOCUMENT_CONTENT)
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+
+
 class JsonFormatter(logging.Formatter):
     converter = time.gmtime
 
@@ -35,4 +58,4 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+    quiet_weasyprint()

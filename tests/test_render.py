@@ -35,9 +35,10 @@ def test_data_keys_are_top_level_and_under_data(renderer: Renderer) -> None:
     ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "sandbox"),
     ("{{ cycler.__init__.__globals__ }}", "sandbox"),
     ("{{ 1 / 0 }}", "division"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
 ])
 def test_template_faults_are_template_errors(renderer: Renderer, html: str, fragment: str) -> None:
-    """Missing fields, syntax errors and sandbox escapes are permanent template errors."""
+    """Missing fields, syntax errors, sandbox escapes and endless recursion are permanent template errors."""
     with pytest.raises(TemplateError) as raised:
         renderer.render(template=None, html=html, data={})
     assert fragment in str(raised.value).lower() or "unsafe" in str(raised.value).lower()
@@ -70,3 +71,11 @@ def test_page_limit_stops_runaway_documents(renderer: Renderer) -> None:
 def test_money_filter() -> None:
     """money formats with thousands separators and two decimals."""
     assert money(1234567.891) == "1,234,567.89" and money("3") == "3.00"
+
+
+@pytest.mark.parametrize("source", ["file:///etc/passwd", "assets/missing.icc", "http://169.254.169.254/profile.icc"])
+def test_unloadable_color_profile_is_skipped(renderer: Renderer, source: str) -> None:
+    """An @color-profile whose source is refused or missing is ignored, and the document still renders."""
+    css = f"@color-profile --brand {{ src: url({source}) }} p {{ color: color(--brand 0.1 0.2 0.3) }}"
+    pdf = renderer.render(template=None, html="<p>still rendered</p>", data={}, css=css)
+    assert "still rendered" in text_of(pdf.content)

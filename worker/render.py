@@ -1,16 +1,20 @@
 """Template + data -> PDF bytes with Jinja2 and WeasyPrint; knows nothing of Redis or RQ."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from tempfile import mkdtemp
+from typing import Any, Callable, Iterator
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from weasyprint import CSS, HTML
+from weasyprint.document import Document
 from weasyprint.text.fonts import FontConfiguration
 
 from shared.errors import PageLimitExceeded, RenderError, TemplateError
@@ -38,6 +42,52 @@ class RenderedPdf:
     sha256: str
 
 
+class ScopedFontConfiguration(FontConfiguration):
+    """Fonts registered outside a render stay for the process; a render's own @font-face fonts last one render.
+
+    WeasyPrint skips a face whose file already exists in its folder, taking the file as proof that the
+    face is registered. Registration lives in process memory, though: a forked work-horse would skip a
+    face that an earlier horse wrote and lay out in a fallback font. Which faces this process really
+    registered is therefore kept in memory too, which forking copies faithfully.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._folder = Path(mkdtemp(prefix="weasyprint-"))
+        self._kept_faces: set[str] = set()
+        self._rendering = False
+        self._render_folder: Path | None = None
+
+    def add_font_face(self, rule_descriptors: dict[str, Any], url_fetcher: Any) -> None:
+        face = str(rule_descriptors)  # WeasyPrint keys its font files on the same string.
+        if face in self._kept_faces:
+            return
+        if not self._rendering:
+            self._kept_faces.add(face)
+            super().add_font_face(rule_descriptors, url_fetcher)
+            return
+        if self._render_folder is None:
+            # Inside the kept folder: what a horse killed mid-render leaves goes when the worker cleans that up.
+            self._render_folder = Path(mkdtemp(prefix="render-", dir=self._folder))
+        kept_folder, self._folder = self._folder, self._render_folder
+        try:
+            super().add_font_face(rule_descriptors, url_fetcher)
+        finally:
+            self._folder = kept_folder
+
+    @contextlib.contextmanager
+    def render_scope(self) -> Iterator[None]:
+        """Faces first added inside this block are written to a folder of their own, deleted when it exits."""
+        self._rendering = True
+        try:
+            yield
+        finally:
+            self._rendering = False
+            if self._render_folder is not None:
+                shutil.rmtree(self._render_folder, ignore_errors=True)
+                self._render_folder = None
+
+
 def _environment(cls: type[jinja2.Environment], **options: Any) -> jinja2.Environment:
     env = cls(autoescape=True, undefined=jinja2.StrictUndefined, **options)
     env.filters["money"] = money
@@ -57,11 +107,17 @@ class Renderer:
         self.base_url = templates_dir.resolve().as_uri() + "/"
         self.max_pages = max_pages
         self.fetcher = RestrictedURLFetcher(templates_dir, allowed_asset_hosts)
-        self.font_config = FontConfiguration()
+        self.font_config = ScopedFontConfiguration()
+        self._keep_bundled_fonts(templates_dir)
         self._named = _environment(jinja2.Environment, loader=jinja2.FileSystemLoader(templates_dir),
                                    auto_reload=False)
         self._inline = _environment(SandboxedEnvironment)
         self._inline_cache: OrderedDict[str, jinja2.Template] = OrderedDict()
+
+    def _keep_bundled_fonts(self, templates_dir: Path) -> None:
+        """Register the @font-face fonts of templates/ once: every render (and forked horse) finds them ready."""
+        for stylesheet in sorted(templates_dir.rglob("*.css")):
+            CSS(filename=stylesheet, url_fetcher=self.fetcher, font_config=self.font_config)
 
     def _inline_template(self, source: str) -> jinja2.Template:
         digest = hashlib.sha256(source.encode()).hexdigest()
@@ -84,6 +140,8 @@ class Renderer:
             raise TemplateError(f"missing field: {exc.message}") from None
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"sandbox violation: {exc}") from None
+        except RecursionError:  # A macro calling itself fails the same way on every attempt.
+            raise TemplateError("the template's recursion is too deep (a macro calling itself?)") from None
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
             raise TemplateError(f"template failed on the data: {exc}") from None
 
@@ -92,18 +150,22 @@ class Renderer:
         progress("templating", 10)
         source = self.render_html(template=template, html=html, data=data)
         progress("layout", 30)
+        with self.font_config.render_scope():  # The document's own fonts must outlive writing the PDF.
+            document = self._layout(source, css)
+            progress("writing", 70)
+            buffer = io.BytesIO()
+            document.write_pdf(buffer)
+        content = buffer.getvalue()
+        return RenderedPdf(content=content, pages=len(document.pages), sha256=hashlib.sha256(content).hexdigest())
+
+    def _layout(self, source: str, css: str | None) -> Document:
         try:
             stylesheets = [CSS(string=css, base_url=self.base_url, url_fetcher=self.fetcher,
                                font_config=self.font_config)] if css else []
             with page_limit(self.max_pages):
-                document = HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
+                return HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
                     stylesheets=stylesheets, font_config=self.font_config)
         except (PageLimitExceeded, MemoryError, *self.interrupts):
             raise
         except Exception as exc:  # WeasyPrint raises many types; all mean this document cannot be laid out.
             raise RenderError(f"layout failed: {exc}") from None
-        progress("writing", 70)
-        buffer = io.BytesIO()
-        document.write_pdf(buffer)
-        content = buffer.getvalue()
-        return RenderedPdf(content=content, pages=len(document.pages), sha256=hashlib.sha256(content).hexdigest())
