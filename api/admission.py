@@ -12,9 +12,8 @@ from rq.job import Job
 from api.context import ctx
 from api.errors import ApiError
 from api.lookup import was_expired
-from shared import keys
-from shared.queues import all_queues
-from shared.records import FINAL_STATUSES, status_of
+from shared import admission, keys
+from shared.admission import CapacityExceeded, QueueFull, TenantLimitReached
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 """How long an Idempotency-Key maps to its first job, in seconds."""
@@ -23,8 +22,6 @@ IDEMPOTENT_CREATE_S = 2.0
 enqueues within milliseconds unless it died; until then a repeat waits for that job."""
 IDEMPOTENT_POLL_S = 0.02
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-TENANT_RETRY_AFTER_S = 10
-QUEUE_FULL_RETRY_AFTER_S = 30
 # Compare-and-set on an idempotency record, so of two repeats taking over a stale key only one wins.
 _REPLACE_IF_UNCHANGED = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -67,33 +64,16 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def _prune_active(tenant: str) -> int:
-    """Drop ids that are no longer queued or running (a crashed path may have left them)."""
-    connection = ctx().connection
-    members = [m.decode() for m in connection.smembers(keys.active_jobs(tenant))]
-    jobs = Job.fetch_many(members, connection=connection)  # one round trip
-    stale = [job_id for job_id, job in zip(members, jobs) if job is None or status_of(job) in FINAL_STATUSES]
-    if stale:
-        connection.srem(keys.active_jobs(tenant), *stale)
-    return len(members) - len(stale)
+_CAPACITY_STATUS = {TenantLimitReached.code: 429, QueueFull.code: 503}
 
 
 def check_capacity(tenant: str, new_jobs: int = 1) -> None:
-    """429 when the tenant holds its share of active jobs, 503 when all queues are full."""
-    settings = ctx().settings
-    connection = ctx().connection
-    limit = settings.max_active_jobs_per_tenant
-    with connection.pipeline(transaction=False) as pipe:  # one round trip for both limits
-        pipe.scard(keys.active_jobs(tenant))
-        for queue in all_queues(connection):
-            pipe.llen(queue.key)
-        active, *lengths = pipe.execute()
-    if active + new_jobs > limit and _prune_active(tenant) + new_jobs > limit:
-        raise ApiError(429, "tenant_limit", f"tenant has {limit} queued or running jobs; wait for some to finish",
-                       headers={"Retry-After": str(TENANT_RETRY_AFTER_S)})
-    if sum(lengths) + new_jobs > settings.max_queued_jobs:
-        raise ApiError(503, "queue_full", "the service is at capacity; retry later",
-                       headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
+    """429 tenant_limit when the tenant holds its share of active jobs, 503 queue_full when all queues are full."""
+    try:
+        admission.check_capacity(ctx().connection, ctx().settings, tenant, new_jobs)
+    except CapacityExceeded as exc:
+        raise ApiError(_CAPACITY_STATUS[exc.code], exc.code, str(exc),
+                       headers={"Retry-After": str(exc.retry_after_s)}) from None
 
 
 def idempotency_key() -> str | None:

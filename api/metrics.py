@@ -6,7 +6,7 @@ from typing import Any, Iterator
 from flask import Blueprint, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from redis import Redis
 from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
@@ -15,6 +15,7 @@ from api.auth import require_tenant
 from api.context import ctx
 from shared.metrics import RENDER_BUCKETS_S, FleetStats, percentile
 from shared.queues import QUEUE_ORDER, all_queues
+from shared.workers import live_count
 
 bp = Blueprint("metrics", __name__)
 
@@ -43,8 +44,8 @@ class FleetCollector:
         for queue in all_queues(self.connection):
             depth.add_metric([queue.name], queue.count)
         yield depth
-        yield GaugeMetricFamily("pdf_workers", "Registered worker processes",
-                                value=Worker.count(connection=self.connection))
+        yield GaugeMetricFamily("pdf_workers", "Live worker processes (registration not lapsed)",
+                                value=live_count(self.connection))
         cumulative, buckets = 0.0, []
         for bound in RENDER_BUCKETS_S:
             cumulative += stats.render_hist.get(str(bound), 0)
@@ -59,8 +60,8 @@ class FleetCollector:
 def metrics() -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(ctx().connection))  # type: ignore[arg-type]
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # generate_latest writes text format 0.0.4 (the contract's); CONTENT_TYPE_LATEST now names 1.0.0.
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 @bp.get("/v1/queue/stats")

@@ -5,9 +5,9 @@ from typing import Any
 
 from flask import Blueprint
 from redis.exceptions import RedisError
-from rq import Worker
 
 from api.context import ctx
+from shared.workers import live_count
 
 bp = Blueprint("ops", __name__)
 
@@ -19,12 +19,12 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    """Ready when Redis answers and at least one worker has a live registration."""
+    """Ready when Redis answers and at least one worker has a live registration (a killed one's lapses)."""
     checks: dict[str, Any] = {}
     try:
         ctx().connection.ping()
         checks["redis"] = "ok"
-        workers = Worker.count(connection=ctx().connection)
+        workers = live_count(ctx().connection)
         checks["workers"] = workers if workers else "no worker registered"
     except RedisError as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"

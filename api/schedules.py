@@ -4,16 +4,20 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, url_for
+from pydantic import ValidationError
 
 from api.admission import json_body
 from api.auth import require_tenant
 from api.context import ctx
-from api.errors import ApiError
+from api.errors import ApiError, validation_problem
 from api.jobs import validation_context
 from shared import schedules
 from shared.schema import ScheduleRequest
 
 bp = Blueprint("schedules", __name__, url_prefix="/v1/schedules")
+
+MAX_SCHEDULES_PER_TENANT = 100
+"""Schedules one tenant may hold; each fires jobs forever, so creating more is refused (422)."""
 
 
 def _find(schedule_id: str) -> schedules.Schedule:
@@ -27,7 +31,14 @@ def _find(schedule_id: str) -> schedules.Schedule:
 @require_tenant
 def create_schedule() -> Any:
     request = ScheduleRequest.model_validate(json_body(), context=validation_context())
-    schedule, next_run = schedules.create(ctx().connection, g.tenant, request)
+    if schedules.count_for(ctx().connection, g.tenant) >= MAX_SCHEDULES_PER_TENANT:
+        raise ApiError(422, "validation_error",
+                       f"a tenant may hold at most {MAX_SCHEDULES_PER_TENANT} schedules; delete one first",
+                       errors=[{"field": "body", "message": f"limit of {MAX_SCHEDULES_PER_TENANT} schedules reached"}])
+    try:
+        schedule, next_run = schedules.create(ctx().connection, g.tenant, request)
+    except ValidationError as exc:  # the job as each run will create it (with metadata.schedule_id)
+        raise validation_problem(exc, prefix="job") from None
     location = url_for("schedules.get_schedule", schedule_id=schedule.id)
     return schedule.to_resource(next_run), 201, {"Location": location}
 

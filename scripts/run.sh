@@ -24,8 +24,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap '[ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null; wait' EXIT
 
-# Platforms restart a dead worker; locally a loop does (honcho itself would stop everything).
+# Platforms restart a dead worker or scheduler; locally a loop does (honcho itself would stop everything).
 mkdir -p data
-sed -E 's/^worker: (.*)$/worker: while true; do \1; echo "worker exited ($?), restarting in 1 s" >\&2; sleep 1; done/' \
+sed -E 's/^(worker|scheduler): (.*)$/\1: while true; do \2; echo "\1 exited ($?), restarting in 1 s" >\&2; sleep 1; done/' \
   Procfile > data/Procfile.local
 honcho start -f data/Procfile.local -d . -c "worker=$WORKERS"

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import fmean
-
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from rq import Queue, Worker
+from rq import Queue
 
 from shared import keys
 from shared.queues import QUEUE_ORDER, queue_for
+from shared.workers import add_live_count
 
 RECENT_FOR_ESTIMATE = 100
 """How many recent render times feed the wait estimate."""
@@ -30,11 +30,16 @@ class QueueSnapshot:
 
     @classmethod
     def add_reads(cls, pipe: Pipeline) -> None:
-        """Queue the reads on a caller's pipeline, so a snapshot can ride along with an enqueue."""
+        """Queue the reads on a caller's pipeline, so a snapshot can ride along with an enqueue.
+
+        Workers are counted live (registration key unexpired), not by SCARD of `rq:workers`, which
+        keeps killed workers' names: still one command in the same round trip, whose Redis-side cost
+        grows only with the number of workers (a few EXISTS each).
+        """
         for priority in QUEUE_ORDER:
             pipe.llen(f"{Queue.redis_queue_namespace_prefix}{priority.value}")
         pipe.lrange(keys.stats("render_ms"), 0, RECENT_FOR_ESTIMATE - 1)
-        pipe.scard(Worker.redis_workers_keys)
+        add_live_count(pipe)
 
     @classmethod
     def from_replies(cls, replies: list[Any]) -> QueueSnapshot:

@@ -4,17 +4,25 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
+import subprocess
+import sys
 from typing import Callable
 
 import pytest
+from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from pypdf import PdfReader
-from rq import Queue
+from redis import Redis
+from rq import Queue, Worker
 
 from api import create_app
 from shared.config import Settings
 from tests.conftest import AuthActions, JobsClient
-from tests.support import WorkerProcess, wait_until
+from tests.support import ROOT, RedisServer, WorkerProcess, kill_tree, wait_until
+
+LIVE_DB = 5
+"""A database only the worker-counting test uses, so no other test's workers are counted."""
 
 
 def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -65,27 +73,74 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def test_dashboard_requires_basic_auth_and_requeues_our_jobs(no_workers: None, env: dict[str, str], redis,
-                                                            auth: AuthActions, spawn_worker) -> None:
-    """/admin/rq: 401 without or with wrong credentials, 200 with them; its requeue re-runs our failed job."""
+DASHBOARD = basic("ops", "s3cret-dash")
+
+
+@pytest.fixture
+def dashboard(no_workers: None, env: dict[str, str], redis) -> FlaskClient:
+    """A test client of an app with the dashboard mounted, on the database without workers."""
     env.update(DASHBOARD_USER="ops", DASHBOARD_PASSWORD="s3cret-dash")
     app = create_app(Settings.from_env(env))
     create_app(Settings.from_env(env))  # a second app must not break the first (no blueprint hooks)
-    client = app.test_client()
-    assert client.get("/admin/rq/").status_code == 401
-    assert client.get("/admin/rq/", headers=basic("ops", "wrong")).status_code == 401
-    page = client.get("/admin/rq/", headers=basic("ops", "s3cret-dash"))
-    assert page.status_code == 200 and b"urgent" in page.data or b"queues" in page.data.lower()
+    return app.test_client()
+
+
+def test_dashboard_requires_basic_auth_and_reads_our_redis(dashboard: FlaskClient, auth: AuthActions) -> None:
+    """/admin/rq: 401 without or with wrong credentials; with them its pages and data come from our Redis."""
+    assert dashboard.get("/admin/rq/").status_code == 401
+    assert dashboard.get("/admin/rq/", headers=basic("ops", "wrong")).status_code == 401
+    JobsClient(dashboard, auth).submit({"html": "<p>x</p>", "priority": "low"})
+    page = dashboard.get("/admin/rq/", headers=DASHBOARD)
+    assert page.status_code == 200 and b"Queues" in page.data and b"Connection Error" not in page.data
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
-    queues = client.get("/admin/rq/0/data/queues.json", headers=basic("ops", "s3cret-dash")).json
-    assert {"urgent", "high", "normal", "low"} <= {q["name"] for q in queues["queues"]} or queues
-    jobs = JobsClient(client, auth)
-    failed = jobs.submit({"html": "{{ nope }}"})
+    queues = dashboard.get("/admin/rq/0/data/queues.json", headers=DASHBOARD).json["queues"]
+    assert {q["name"]: q["count"] for q in queues}["low"] == 1
+    app = dashboard.application
+    assert app.redis_conn is app.extensions["pdfq"].connection, "it uses the app's own client"  # type: ignore
+    assert dashboard.get("/admin/rq/1/data/queues.json", headers=DASHBOARD).status_code == 404
+
+
+def test_dashboard_connects_with_the_apps_tls_options(env: dict[str, str]) -> None:
+    """With rediss:// and REDIS_SSL_CERT_REQS=none the dashboard's client skips verification, like the app's."""
+    env.update(DASHBOARD_PASSWORD="s3cret-dash", REDIS_URL="rediss://127.0.0.1:1/0", REDIS_SSL_CERT_REQS="none")
+    app = create_app(Settings.from_env(env))
+    options = app.redis_conn.connection_pool.connection_kwargs  # type: ignore[attr-defined]
+    assert options["ssl_cert_reqs"] is None
+
+
+def test_dashboard_requeue_reruns_our_failed_job_with_fresh_attempts(dashboard: FlaskClient, redis, env: dict[str, str],
+                                                                    auth: AuthActions, spawn_worker) -> None:
+    """Requeue from the dashboard resets our record (queued, attempts 0, no error, no TTL); then it completes."""
+    jobs = JobsClient(dashboard, auth)
+    pages = "".join(f"<p style='break-before: page'>{i}</p>" for i in range(25))
+    job_id = jobs.submit({"html": pages, "max_retries": 0})["id"]
+    strict = spawn_worker({**env, "MAX_PAGES": "20"})  # room for the built-in templates it renders at start
+    failed = jobs.wait(job_id)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "page_limit"
+    strict.stop()
+    assert redis.ttl(f"rq:job:{job_id}") > 0 and not redis.sismember("pdfq:tenant:acme:active", job_id)
+    assert dashboard.post(f"/admin/rq/job/{job_id}/requeue", headers=DASHBOARD).json == {"status": "OK"}
+    requeued = jobs.get(job_id)
+    assert (requeued["status"], requeued["attempts"], requeued["error"]) == ("queued", 0, None)
+    assert redis.ttl(f"rq:job:{job_id}") == -1 and redis.sismember("pdfq:tenant:acme:active", job_id)
     spawn_worker(env)
-    assert jobs.wait(failed["id"])["status"] == "failed"
-    requeue = client.post(f"/admin/rq/job/{failed['id']}/requeue", headers=basic("ops", "s3cret-dash"))
-    assert requeue.status_code == 200
-    wait_until(lambda: jobs.get(failed["id"])["attempts"] == 2, timeout=30)
+    done = jobs.wait(job_id)
+    assert (done["status"], done["attempts"], done["result"]["pages"]) == ("completed", 1, 25)
+
+
+def test_dashboard_requeue_all_takes_post_only(dashboard: FlaskClient, env: dict[str, str], auth: AuthActions,
+                                               spawn_worker) -> None:
+    """"Requeue all" answers GET with 405 (no cross-site link can fire it); POST re-runs every failed job, reset."""
+    jobs = JobsClient(dashboard, auth)
+    failed = [jobs.submit({"html": "{{ nope }}", "priority": "high"})["id"] for _ in range(2)]
+    worker = spawn_worker(env)
+    assert all(jobs.wait(job_id)["status"] == "failed" for job_id in failed)
+    worker.stop()
+    refused = dashboard.get("/admin/rq/requeue/high", headers=DASHBOARD)
+    assert refused.status_code == 405 and refused.headers["Allow"] == "POST"
+    assert all(jobs.get(job_id)["status"] == "failed" for job_id in failed)
+    assert dashboard.post("/admin/rq/requeue/high", headers=DASHBOARD).json == {"status": "OK", "count": 2}
+    assert [(jobs.get(i)["status"], jobs.get(i)["attempts"]) for i in failed] == [("queued", 0), ("queued", 0)]
 
 
 def test_dashboard_not_mounted_without_password(client) -> None:
@@ -131,3 +186,61 @@ def test_worker_logs_are_json_with_job_fields_and_no_template_data(private_db: d
     assert {"job_id", "tenant", "queue", "attempt", "duration_ms"} <= set(completed)
     assert "4111-LOGCHECK-9" not in worker.log_path.read_text()
     assert "acme-key" not in worker.log_path.read_text()
+
+
+def test_metrics_content_type_is_prometheus_text_0_0_4(client) -> None:
+    """/metrics declares exactly the Prometheus text format version the contract names (0.0.4)."""
+    assert client.get("/metrics").headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.fixture
+def live_db(env: dict[str, str], redis_server: RedisServer) -> Redis:
+    """Point this test's app (list it before `client`) at a database of its own, its worker registry emptied."""
+    env["REDIS_URL"] = redis_server.url(LIVE_DB)
+    connection = Redis.from_url(env["REDIS_URL"])
+    connection.flushdb()
+    return connection
+
+
+@pytest.mark.timeout(240)
+def test_readyz_and_pdf_workers_count_only_live_workers(live_db: Redis, env: dict[str, str], client,
+                                                        spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """A stale name in rq:workers is not counted, and once a kill -9'd worker's registration lapses /readyz is 503."""
+    worker = spawn_worker(env)
+    live_db.sadd(Worker.redis_workers_keys, "rq:worker:ghost-of-a-killed-worker")
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"]["workers"] == 1
+    assert scrape(client)[("pdf_workers", ())] == 1
+    kill_tree(worker.pid)
+
+    def unready() -> dict | None:
+        response = client.get("/readyz")
+        return response.json if response.status_code == 503 else None
+
+    lapsed = {"status": "unready", "checks": {"redis": "ok", "workers": "no worker registered"}}
+    assert wait_until(unready, timeout=120, interval=1) == lapsed
+    assert scrape(client)[("pdf_workers", ())] == 0
+    assert live_db.scard(Worker.redis_workers_keys) == 2, "nothing pruned the names: the count alone ignores them"
+
+
+def test_api_logs_at_log_level(base_env: dict[str, str]) -> None:
+    """The gunicorn entry point (api.wsgi) sets the root logger to LOG_LEVEL, as the README documents."""
+    probe = "import logging, api.wsgi; print(logging.getLevelName(logging.getLogger().level))"
+    for level in ("DEBUG", "WARNING"):
+        run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**base_env, "LOG_LEVEL": level},
+                             capture_output=True, text=True, timeout=60, check=True)
+        assert run.stdout.strip() == level
+
+
+def test_make_run_restarts_worker_and_scheduler() -> None:
+    """scripts/run.sh's one sed wraps the worker and the scheduler lines of the Procfile (not web) in a restart loop."""
+    script = (ROOT / "scripts" / "run.sh").read_text()
+    expression = re.search(r"^sed -E '(.+)' \\$", script, re.M)
+    assert expression, "run.sh rewrites the Procfile with one sed"
+    local = subprocess.run(["sed", "-E", expression.group(1), str(ROOT / "Procfile")], capture_output=True,
+                           text=True, check=True).stdout
+    processes = dict(line.split(": ", 1) for line in local.splitlines() if line.strip())
+    assert processes["web"] == "gunicorn --config api/gunicorn_conf.py api.wsgi:app"
+    for name, command in (("worker", "python -m worker"), ("scheduler", "python -m worker.scheduler")):
+        assert processes[name] == (f'while true; do {command}; echo "{name} exited ($?), restarting in 1 s" >&2; '
+                                   f"sleep 1; done")

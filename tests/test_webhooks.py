@@ -63,21 +63,53 @@ def test_completed_job_posts_signed_resource(hooks_env: dict[str, str], jobs: Jo
     assert jobs.client.get(payload["links"]["pdf"]).status_code == 200
 
 
+def webhook_logs(worker: WorkerProcess) -> list[dict]:
+    records = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
+    return [r for r in records if r["msg"].startswith("webhook")]
+
+
 def test_failed_delivery_is_retried_with_backoff(hooks_env: dict[str, str], jobs: JobsClient,
                                                  spawn_worker: Callable[..., WorkerProcess]) -> None:
-    """A receiver answering 500 gets the same event again until it answers 2xx; final failures are sent too."""
+    """A receiver answering 500 gets the same event, under the same delivery id, until it answers 2xx."""
     flaky = Receiver(statuses=[500, 503])
     try:
-        spawn_worker(hooks_env)
+        worker = spawn_worker(hooks_env)
         job = jobs.submit({"html": "{{ missing }}", "webhook_url": flaky.hook_url})
         assert jobs.wait(job["id"])["status"] == "failed"
         wait_until(lambda: len(flaky.deliveries) == 3, timeout=40)
         bodies = [json.loads(body) for _, body in flaky.deliveries]
         assert all(b["status"] == "failed" and b["error"]["code"] == "template_error" for b in bodies)
         assert {h["X-Pdfq-Event"] for h, _ in flaky.deliveries} == {"job.failed"}
-        assert len({h["X-Pdfq-Delivery"] for h, _ in flaky.deliveries}) == 3
+        assert len({h["X-Pdfq-Delivery"] for h, _ in flaky.deliveries}) == 1, "receivers can drop the repeats"
+        wait_until(lambda: any(r["msg"] == "webhook delivered" for r in webhook_logs(worker)), timeout=10)
+        assert [(r["msg"], r["status"]) for r in webhook_logs(worker)] == [
+            ("webhook rejected", 500), ("webhook rejected", 503), ("webhook delivered", 200)]
     finally:
         flaky.stop()
+
+
+def test_rerun_job_gets_a_new_delivery_id(hooks_env: dict[str, str], jobs: JobsClient, client, auth: AuthActions,
+                                         receiver: Receiver, spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """A job retried after failing reports its new outcome under a new delivery id (it is a new event)."""
+    spawn_worker(hooks_env)
+    job = jobs.submit({"html": "{{ missing }}", "webhook_url": receiver.hook_url, "max_retries": 0})
+    assert jobs.wait(job["id"])["status"] == "failed"
+    wait_until(lambda: len(receiver.deliveries) == 1, timeout=20)
+    assert client.post(f"/v1/jobs/{job['id']}/retry", headers=auth.headers()).status_code == 202
+    wait_until(lambda: len(receiver.deliveries) == 2, timeout=20)
+    assert len({headers["X-Pdfq-Delivery"] for headers, _ in receiver.deliveries}) == 2
+
+
+def test_no_delivery_without_webhook_secret(hooks_env: dict[str, str], jobs: JobsClient, receiver: Receiver,
+                                            spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """With WEBHOOK_SECRET empty a worker sends nothing (an empty-key signature is forgeable) and says why."""
+    worker = spawn_worker({**hooks_env, "WEBHOOK_SECRET": ""})
+    job = jobs.submit({"html": "<p>x</p>", "webhook_url": receiver.hook_url})
+    assert jobs.wait(job["id"])["status"] == "completed"
+    wait_until(lambda: webhook_logs(worker), timeout=20)
+    assert [(r["msg"], r["job_id"]) for r in webhook_logs(worker)] == [
+        ("webhook not sent: WEBHOOK_SECRET unset", job["id"])]
+    assert receiver.deliveries == []
 
 
 def test_private_target_refused_at_delivery(private_db: dict[str, str], auth: AuthActions, receiver: Receiver,

@@ -4,7 +4,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+import uuid
 
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
@@ -15,6 +19,9 @@ from shared.logs import configure_logging
 from shared.queues import Priority
 
 log = logging.getLogger("scheduler")
+
+REDIS_RETRY_S = 5
+"""Seconds the scheduler waits after a Redis error before it starts its loop again."""
 
 SYSTEM_SCHEDULES = (
     # (fixed id, cron, function, queue): fixed ids make a re-deploy update rather than duplicate them.
@@ -36,12 +43,53 @@ class PdfScheduler(Scheduler):
         schedules.fire_due(self.connection, self.settings)
         return jobs
 
+    def run(self, burst: bool = False) -> None:
+        """rq-scheduler's loop ends on the first Redis error; wait for Redis and enter it again instead."""
+        while True:
+            try:
+                super().run(burst=burst)
+                return
+            except RedisError as exc:
+                log.error("scheduler lost redis; retrying", extra={"error": type(exc).__name__,
+                                                                   "retry_in_s": REDIS_RETRY_S})
+                time.sleep(REDIS_RETRY_S)
+                # A fresh name: the old registration may lack its death mark, and rq-scheduler
+                # refuses to start under a name that looks alive (the old key expires by itself).
+                self.name = uuid.uuid4().hex
+
+    def register_death(self) -> None:
+        """Best effort, so SIGTERM still stops the process while Redis is down (the key expires anyway)."""
+        try:
+            super().register_death()
+        except RedisError:
+            log.warning("could not record the scheduler's exit in redis")
+
+    def remove_lock(self) -> None:
+        """Best effort, for the same reason; an unreleased lock expires after one interval plus 10 s."""
+        try:
+            super().remove_lock()
+        except RedisError:
+            self._lock_acquired = False
+
+
+def _registered_as(scheduler: Scheduler, job_id: str) -> tuple[str | None, str, str] | None:
+    """(cron, function, queue) of a registered system schedule; None if absent or its job record vanished."""
+    if job_id not in scheduler:
+        return None
+    try:
+        job = Job.fetch(job_id, connection=scheduler.connection)
+    except NoSuchJobError:
+        return None
+    return job.meta.get("cron_string"), job.func_name, job.origin
+
 
 def register_system_schedules(scheduler: Scheduler) -> None:
-    """Idempotent: a live schedule keeps its next run; result_ttl=-1 keeps periodic jobs from expiring,
-    and one whose job record vanished anyway (rq-scheduler issues 42, 315) is registered afresh."""
+    """Idempotent: an unchanged schedule keeps its next run; a changed one is registered again under its
+    fixed id, which replaces the job record and its single entry (never a duplicate). result_ttl=-1 keeps
+    periodic jobs from expiring, and one whose job record vanished anyway (rq-scheduler issues 42, 315)
+    is registered afresh."""
     for job_id, cron, function, priority in SYSTEM_SCHEDULES:
-        if job_id in scheduler and Job.exists(job_id, connection=scheduler.connection):
+        if _registered_as(scheduler, job_id) == (cron, function, priority.value):
             continue
         scheduler.cron(cron, func=function, id=job_id, queue_name=priority.value, result_ttl=-1, timeout=300,
                        description=f"system: {function.rsplit('.', 1)[1]}")

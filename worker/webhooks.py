@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 DELIVERY_TIMEOUT_S = 10
 FINAL_STATE_WAIT_S = 5.0
 """How long delivery waits for RQ to persist the final status it was enqueued for."""
+DELIVERY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pdfq.dev/webhooks")
+"""Namespace of the name-based (UUID 5) delivery ids."""
 
 
 class WebhookRejected(Exception):
@@ -32,6 +34,12 @@ class WebhookRejected(Exception):
 def sign(secret: str, body: bytes) -> str:
     """`sha256=<hex>` of HMAC-SHA256 over the exact bytes sent."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def delivery_id(job_id: str, event: str, finished_at: str | None) -> str:
+    """The same for every retry of one event, so receivers can drop duplicates; a re-run job's new
+    outcome (another `finished_at`) gets a new one."""
+    return uuid.uuid5(DELIVERY_NAMESPACE, f"{job_id}:{event}:{finished_at}").hex
 
 
 def _final_job(job_id: str) -> Job | None:
@@ -63,6 +71,10 @@ def _connection(url: str, allow_private: bool) -> http.client.HTTPConnection:
 def deliver_webhook(job_id: str, event: str) -> int | None:
     """Returns the receiver's status; raises on non-2xx so RQ retries; refused targets are dropped."""
     runtime = get_runtime()
+    if not runtime.settings.webhook_secret:
+        # An HMAC under an empty key proves nothing: anyone could forge it.
+        log.error("webhook not sent: WEBHOOK_SECRET unset", extra={"job_id": job_id, "event": event})
+        return None
     job = _final_job(job_id)
     if job is None or not job.meta.get("webhook_url"):
         return None
@@ -74,7 +86,7 @@ def deliver_webhook(job_id: str, event: str) -> int | None:
         "User-Agent": "pdfq-webhooks",
         "X-Signature-256": sign(runtime.settings.webhook_secret, body),
         "X-Pdfq-Event": event,
-        "X-Pdfq-Delivery": uuid.uuid4().hex,
+        "X-Pdfq-Delivery": delivery_id(job.id, event, resource["finished_at"]),
     }
     try:
         connection = _connection(url, runtime.settings.allow_private_webhooks)
@@ -90,7 +102,8 @@ def deliver_webhook(job_id: str, event: str) -> int | None:
         raise WebhookRejected(f"delivery to {parts.hostname} failed: {type(exc).__name__}") from None
     finally:
         connection.close()
-    log.info("webhook delivered", extra={"job_id": job_id, "event": event, "status": status})
     if not 200 <= status < 300:
+        log.warning("webhook rejected", extra={"job_id": job_id, "event": event, "status": status})
         raise WebhookRejected(f"receiver answered HTTP {status}")
+    log.info("webhook delivered", extra={"job_id": job_id, "event": event, "status": status})
     return status

@@ -1,0 +1,26 @@
+"""How many RQ workers are alive: registered in `rq:workers` and with their `rq:worker:<name>` key unexpired."""
+from __future__ import annotations
+
+from redis import Redis
+from redis.client import Pipeline
+from rq import Worker
+
+# `rq:workers` keeps a killed worker's name until a live worker prunes it, so count only names whose
+# registration key still exists (it expires about 30 s after the last heartbeat). Counted inside Redis:
+# one command whatever the fleet size, so it can ride on the submit path's pipeline.
+_COUNT_LIVE = """
+local alive = 0
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  alive = alive + redis.call('EXISTS', key)
+end
+return alive
+"""
+
+
+def add_live_count(pipe: Pipeline) -> None:
+    """Queue the count on a caller's pipeline; its reply is the number of live workers."""
+    pipe.eval(_COUNT_LIVE, 1, Worker.redis_workers_keys)
+
+
+def live_count(connection: Redis) -> int:
+    return int(connection.eval(_COUNT_LIVE, 1, Worker.redis_workers_keys))
