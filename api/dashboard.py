@@ -14,7 +14,7 @@ from api.context import EXTENSION
 from api.errors import ApiError
 from shared.config import Settings
 from shared.records import status_of
-from shared.requeue import RERUNNABLE_STATUSES, is_render_job, reset_for_rerun
+from shared.requeue import RERUNNABLE_STATUSES, is_render_job, rerun_once
 
 DASHBOARD_PREFIX = "/admin/rq"
 DASHBOARD_BLUEPRINT = "rq_dashboard"
@@ -28,15 +28,7 @@ def _no_static_files(filename: str) -> Response:
     raise ApiError(404, "not_found", "this service serves no static files")
 
 
-def _requeue(job: Job, connection: Redis) -> None:
-    """Our render jobs get the reset of POST /v1/jobs/{id}/retry; other jobs RQ's plain requeue."""
-    if is_render_job(job):
-        reset_for_rerun(job, connection)
-    else:
-        job.requeue()
-
-
-def _requeue_one(job_id: str, connection: Redis) -> None:
+def _rerunnable(job_id: str, connection: Redis) -> Job:
     try:
         job = Job.fetch(job_id, connection=connection)
     except NoSuchJobError:
@@ -44,7 +36,16 @@ def _requeue_one(job_id: str, connection: Redis) -> None:
     if is_render_job(job) and status_of(job) not in RERUNNABLE_STATUSES:
         raise ApiError(409, "not_retryable", f"only failed or canceled jobs can be requeued; "
                                              f"this one is {status_of(job).value}")
-    _requeue(job, connection)
+    return job
+
+
+def _requeue(job_id: str, connection: Redis) -> None:
+    """Our render jobs get the reset of POST /v1/jobs/{id}/retry; other jobs RQ's plain requeue."""
+    job = _rerunnable(job_id, connection)
+    if is_render_job(job):
+        rerun_once(connection, job_id, admit=lambda: _rerunnable(job_id, connection))
+    else:
+        job.requeue()
 
 
 def _requeue_failed(queue_name: str, connection: Redis) -> int:
@@ -52,7 +53,7 @@ def _requeue_failed(queue_name: str, connection: Redis) -> int:
     job_ids = FailedJobRegistry(queue_name, connection=connection).get_job_ids(cleanup=False)
     jobs = [job for job in Job.fetch_many(job_ids, connection=connection) if job is not None]
     for job in jobs:
-        _requeue(job, connection)
+        _requeue(job.id, connection)
     return len(jobs)
 
 
@@ -60,7 +61,7 @@ def _answer_requeue(connection: Redis) -> tuple[dict[str, Any], dict[str, str]] 
     """rq-dashboard's requeue actions, answered here (same JSON as its views) so our job records stay true."""
     no_store = {"Cache-Control": "no-store"}
     if request.endpoint == REQUEUE_JOB_ENDPOINT:
-        _requeue_one(request.view_args["job_id"], connection)  # type: ignore[index]
+        _requeue(request.view_args["job_id"], connection)  # type: ignore[index]
         return {"status": "OK"}, no_store
     if request.endpoint == REQUEUE_ALL_ENDPOINT:
         if request.method != "POST":  # its route takes GET too: a link or <img> on any page could fire it

@@ -7,12 +7,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request, url_for
 from pydantic import ValidationError
-from redis.client import Pipeline
-from redis.exceptions import WatchError
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus as RQStatus
-from rq.registry import CanceledJobRegistry, FailedJobRegistry, ScheduledJobRegistry
+from rq.registry import CanceledJobRegistry, ScheduledJobRegistry
 from rq.utils import current_timestamp
 
 from api.admission import check_capacity, claim_idempotency, idempotency_key, json_body, release_idempotency
@@ -28,6 +26,7 @@ from shared.netguard import BlockedTarget, check_public_url, check_url_shape
 from shared.queue_position import QueueSnapshot
 from shared.queues import queue_for
 from shared.records import FINAL_STATUSES, JobStatus, iso, status_of, to_resource, utcnow
+from shared.requeue import RERUNNABLE_STATUSES, rerun_once
 from shared.schema import BatchRequest, JobRequest, ascii_int
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -235,45 +234,19 @@ def _stop_started(job: Job) -> None:
 @bp.post("/<job_id>/retry")
 @require_tenant
 def retry_job(job_id: str) -> Any:
-    job = _requeue_once(job_id)
+    job = rerun_once(ctx().connection, job_id, admit=lambda: _retryable(job_id))
     log.info("job retried", extra=log_fields(job))
     return accepted(job)
 
 
-def _requeue_once(job_id: str) -> Job:
-    """Re-enqueue a failed or canceled job with fresh attempts; WATCH on its key lets one of racing retries win."""
-    connection = ctx().connection
-    with connection.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(Job.key_for(job_id))
-                job = find_job(job_id, g.tenant)
-                status = status_of(job)
-                if status not in (JobStatus.FAILED, JobStatus.CANCELED):
-                    raise ApiError(409, "not_retryable",
-                                   f"only failed or canceled jobs can be retried; this one is {status.value}")
-                check_capacity(g.tenant)
-                pipe.multi()
-                _requeue(job, pipe)
-                pipe.execute()
-                return job
-            except WatchError:
-                continue  # Another request changed the job first; look again (a won retry leaves it queued: 409).
-
-
-def _requeue(job: Job, pipe: Pipeline) -> None:
-    """What RQ's registry.requeue does, but inside the caller's transaction (RQ's runs its own)."""
-    job.meta.update(attempts=0, error=None, result=None, canceled=False, finished_at=None, started_at=None,
-                    progress={"step": "queued", "percent": 0})
-    job.retries_left = job.meta.get("max_retries", 0)
-    job.started_at = job.ended_at = None
-    queue = queue_for(job.meta["priority"], ctx().connection)
-    for registry in (FailedJobRegistry(queue=queue), CanceledJobRegistry(queue=queue)):
-        registry.remove(job, pipeline=pipe)
-    queue.enqueue_job(job, pipeline=pipe)
-    pipe.persist(job.key)  # a failed or canceled job was set to expire with retention
-    pipe.sadd(keys.active_jobs(g.tenant), job.id)
-    announce(pipe, job.id)
+def _retryable(job_id: str) -> Job:
+    """The tenant's job, if it may run again now (409 otherwise, 429/503 over the limits)."""
+    job = find_job(job_id, g.tenant)
+    status = status_of(job)
+    if status not in RERUNNABLE_STATUSES:
+        raise ApiError(409, "not_retryable", f"only failed or canceled jobs can be retried; this one is {status.value}")
+    check_capacity(g.tenant)
+    return job
 
 
 @bp.get("/<job_id>/pdf")

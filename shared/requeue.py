@@ -1,8 +1,11 @@
 """Re-running a failed or canceled render job as if just submitted, whoever asks (API retry, dashboard)."""
 from __future__ import annotations
 
+from typing import Callable
+
 from redis import Redis
-from rq.exceptions import InvalidJobOperation
+from redis.client import Pipeline
+from redis.exceptions import WatchError
 from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
@@ -21,28 +24,40 @@ def is_render_job(job: Job) -> bool:
     return job.func_name == RENDER_FUNCTION and "tenant" in job.meta
 
 
-def reset_for_rerun(job: Job, connection: Redis) -> Job:
-    """Re-enqueue a failed or canceled render job with fresh attempts; the caller checks its status.
+def rerun_once(connection: Redis, job_id: str, admit: Callable[[], Job]) -> Job:
+    """Re-enqueue a failed or canceled render job with fresh attempts, once however many ask at the same time.
 
-    Besides RQ's own requeue: our meta back to a new job's (attempts 0, no error), all retries again,
-    no failure TTL left on the record (it must not expire while queued), and the job counted active
-    for its tenant again.
+    `admit` reads the job and vets it, raising to refuse (unknown, wrong tenant, not rerunnable, over a
+    limit); it runs under WATCH on the job's key, so of racing reruns one enqueues and the others, reading
+    again, find it queued and are refused.
+    """
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(Job.key_for(job_id))
+                job = admit()
+                pipe.multi()
+                _requeue(job, pipe)
+                pipe.execute()
+                return job
+            except WatchError:
+                continue
+
+
+def _requeue(job: Job, pipe: Pipeline) -> None:
+    """What RQ's registry.requeue does, inside the caller's transaction, plus our own state.
+
+    Our meta back to a new job's (attempts 0, no error), all retries again, no failure TTL left on the
+    record (it must not expire while queued), and the job counted active for its tenant again.
     """
     job.meta.update(attempts=0, error=None, result=None, canceled=False, finished_at=None, started_at=None,
                     progress={"step": "queued", "percent": 0})
     job.retries_left = job.meta.get("max_retries", 0)
-    queue = queue_for(job.meta["priority"], connection)
+    job.started_at = job.ended_at = None
+    queue = queue_for(job.meta["priority"], job.connection)
     for registry in (FailedJobRegistry(queue=queue), CanceledJobRegistry(queue=queue)):
-        try:
-            job = registry.requeue(job)
-            break
-        except InvalidJobOperation:
-            continue
-    else:
-        job = queue.enqueue_job(job)
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.persist(job.key)
-        pipe.sadd(keys.active_jobs(job.meta["tenant"]), job.id)
-        announce(pipe, job.id)
-        pipe.execute()
-    return job
+        registry.remove(job, pipeline=pipe)
+    queue.enqueue_job(job, pipeline=pipe)
+    pipe.persist(job.key)
+    pipe.sadd(keys.active_jobs(job.meta["tenant"]), job.id)
+    announce(pipe, job.id)
