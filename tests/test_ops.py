@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from typing import Callable
 
 import pytest
@@ -218,7 +219,9 @@ def test_readyz_and_pdf_workers_count_only_live_workers(live_db: Redis, env: dic
         return response.json if response.status_code == 503 else None
 
     lapsed = {"status": "unready", "checks": {"redis": "ok", "workers": "no worker registered"}}
+    killed_at = time.monotonic()
     assert wait_until(unready, timeout=120, interval=1) == lapsed
+    assert time.monotonic() - killed_at < 45, "a killed worker stops counting within 40 s of its last beat"
     assert scrape(client)[("pdf_workers", ())] == 0
     assert live_db.scard(Worker.redis_workers_keys) == 2, "nothing pruned the names: the count alone ignores them"
 

@@ -37,6 +37,9 @@ HEARTBEAT_GRACE_S = 10
 """A running job whose heartbeat is this many seconds overdue counts as abandoned (RQ uses 60)."""
 WORKER_TTL_S = 30
 """Registration lifetime of an idle worker; it also paces idle maintenance (every TTL - 15 s)."""
+REGISTRATION_GRACE_S = 10
+"""A worker's key outlives its last heartbeat by at most WORKER_TTL_S + this (RQ allows + 60): a killed worker
+stops counting (readiness, wait estimates) within 40 s. Busy workers beat every 5 s, idle ones every 15 s."""
 FINAL_RQ_STATUSES = frozenset({RQStatus.FINISHED, RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED})
 
 
@@ -49,6 +52,10 @@ class PdfWorker(Worker):
         self.horse_memory_mb = horse_memory_mb
         self._shutdown_timer: threading.Timer | None = None
         self._requeue_on_shutdown = False
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        cap = self.worker_ttl + REGISTRATION_GRACE_S
+        super().heartbeat(min(timeout or cap, cap), pipeline=pipeline)
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         # RQ adds 60 s; a shorter grace lets another worker re-run a lost job within ~30 s.
