@@ -181,7 +181,8 @@ def test_a_failing_schedule_is_logged_and_the_scheduler_keeps_firing(no_workers:
     finally:
         stop([proc])
     failed = [r for r in log_records(log) if r["msg"] == "schedule run failed"]
-    assert [(r["schedule_id"], r["tenant"], r["error"]) for r in failed] == [(bad.id, "acme", "ValidationError")]
+    assert {(r["schedule_id"], r["tenant"], r["error"]) for r in failed} == {(bad.id, "acme", "ValidationError")}
+    assert len(failed) <= 2, "one line per due run (the made-due one, maybe the next minute's), not one per pass"
     assert marker not in log.read_text()
     assert redis.zscore(keys.SCHEDULES_DUE, bad.id) > time.time(), "the failed run is not retried every pass"
 
