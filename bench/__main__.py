@@ -19,19 +19,28 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from bench.ceiling import docs_per_second, invoice_data
+from bench.ceiling import RenderRun, invoice_data, render_run
 from bench.load import wrk_post
+from shared import keys
 from shared.config import PROJECT_ROOT
 from shared.metrics import percentile
 from shared.queues import all_queues
-from tests.support import LiveServer, RedisServer, WorkerProcess, free_port, wait_until
+from tests.support import LiveServer, RedisServer, WorkerProcess, children_of, free_port, wait_until
 
 API_KEY = "bench-key"
+LATENCY_ROUNDS = 3
+"""Rounds of (bare, API) latency runs per connection count; the figures are their medians."""
 RESULTS = PROJECT_ROOT / "bench" / "results"
 
 
 def parse_time(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds of a process and of its children it has reaped (a worker's finished work-horses)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -78,26 +87,40 @@ class Bench:
             thread.join()
         return ids
 
-    def wait_done(self, ids: list[str], timeout: float = 1800) -> list[Job]:
-        def finished() -> list[Job] | None:
-            jobs = Job.fetch_many(ids, connection=self.connection)
-            return jobs if all(j is not None and j.get_status(refresh=False) in ("finished", "failed")
-                               for j in jobs) else None
+    def service_cpu_s(self) -> float:
+        """CPU the whole service has used: workers and their horses, gunicorn and its workers, Redis."""
+        pids = [w.pid for w in self.workers] + [self.api.process.pid] + children_of(self.api.process.pid)
+        redis_cpu = self.connection.info("cpu")
+        return sum(cpu_s(pid) for pid in pids) + redis_cpu["used_cpu_user"] + redis_cpu["used_cpu_sys"]
 
-        return wait_until(finished, timeout=timeout, interval=0.2)
+    def ended_count(self) -> int:
+        """Jobs ended so far, from the counters workers keep: one cheap read, so waiting costs the workers nothing."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for outcome in ("completed", "failed"):
+                pipe.hvals(keys.stats(outcome))
+            return sum(int(v) for replies in pipe.execute() for v in replies)
 
-    def throughput(self, count: int) -> tuple[float, list[Job]]:
+    def wait_done(self, ids: list[str], ended_before: int, timeout: float = 1800) -> list[Job]:
+        wait_until(lambda: self.ended_count() >= ended_before + len(ids), timeout=timeout, interval=0.05)
+        return Job.fetch_many(ids, connection=self.connection)
+
+    def throughput(self, count: int) -> tuple[RenderRun, list[Job]]:
+        """Docs/s from the first POST to the last completion, and the service's CPU per job."""
+        ended_before, cpu_before = self.ended_count(), self.service_cpu_s()
         started = time.perf_counter()
         ids = self.submit(count)
-        jobs = self.wait_done(ids)
-        return count / (time.perf_counter() - started), jobs
+        jobs = self.wait_done(ids, ended_before)
+        elapsed = time.perf_counter() - started
+        time.sleep(0.5)  # the last work-horses exit and are reaped, so their CPU is counted
+        return RenderRun(count / elapsed, (self.service_cpu_s() - cpu_before) / count * 1000), jobs
 
     def idle_waits(self, count: int) -> list[float]:
         """Enqueue-to-start on idle workers: one job at a time, each waited for."""
         waits = []
         for _ in range(count):
+            ended_before = self.ended_count()
             job_id = self.submit(1, threads=1)[0]
-            job = self.wait_done([job_id])[0]
+            job = self.wait_done([job_id], ended_before)[0]
             waits.append((parse_time(job.meta["started_at"]) - job.created_at.timestamp()) * 1000)
         return waits
 
@@ -112,10 +135,17 @@ class Bench:
         results: dict[str, Any] = {}
         try:
             for connections in (2, 16):
-                results[f"bare_c{connections}"] = wrk_post(f"http://127.0.0.1:{bare_port}/enqueue", self.invoice, API_KEY,
-                                                           connections, seconds)
-                results[f"api_c{connections}"] = wrk_post(f"{self.api.url}/v1/jobs", self.invoice, API_KEY,
-                                                          connections, seconds)
+                rounds = []
+                for _ in range(LATENCY_ROUNDS):  # alternating, so drift on a shared machine hits both alike
+                    bare_run = wrk_post(f"http://127.0.0.1:{bare_port}/enqueue", self.invoice, API_KEY,
+                                        connections, seconds)
+                    api_run = wrk_post(f"{self.api.url}/v1/jobs", self.invoice, API_KEY, connections, seconds)
+                    rounds.append((bare_run, api_run))
+                results[f"bare_c{connections}"] = _median_run([b for b, _ in rounds])
+                results[f"api_c{connections}"] = _median_run([a for _, a in rounds])
+                results[f"p99_ratio_c{connections}"] = round(
+                    statistics.median(a["p99_ms"] / b["p99_ms"] for b, a in rounds), 2)
+                results[f"rounds_c{connections}"] = rounds
         finally:
             bare.terminate()
             bare.wait(timeout=30)
@@ -128,10 +158,10 @@ class Bench:
         wait_until(lambda: all(q.count == 0 for q in all_queues(self.connection)), timeout=600, interval=0.5)
         time.sleep(2)
         before = [rss_mb(w.pid) for w in self.workers]
-        rate, jobs = self.throughput(count)
+        run, jobs = self.throughput(count)
         after = [rss_mb(w.pid) for w in self.workers]
         horse_peak = float(self.connection.zrange("pdfq:stats:peak_rss_mb", -1, -1, withscores=True)[0][1])
-        return {"jobs": count, "docs_per_s": round(rate, 2), "parent_rss_before_mb": round(max(before), 1),
+        return {"jobs": count, "docs_per_s": round(run.docs_per_s, 2), "parent_rss_before_mb": round(max(before), 1),
                 "parent_rss_after_mb": round(max(after), 1),
                 "parent_growth_pct": round(max((a - b) / b * 100 for a, b in zip(after, before)), 2),
                 "horse_peak_rss_mb": round(horse_peak, 1),
@@ -142,6 +172,11 @@ class Bench:
         for worker in self.workers:
             worker.stop()
         self.redis_server.stop()
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over rounds of the same measurement."""
+    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
 
 
 def _answers(url: str) -> bool:
@@ -192,30 +227,39 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, for a fast check")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    counts = ({"ceiling": 10, "e2e": 60, "idle": 10, "latency_s": 3, "rss": 200} if args.quick
-              else {"ceiling": 40, "e2e": 300, "idle": 30, "latency_s": 8, "rss": 1000})
+    counts = ({"rounds": 3, "ceiling": 8, "e2e": 30, "idle": 10, "latency_s": 2, "rss": 200} if args.quick
+              else {"rounds": 5, "ceiling": 20, "e2e": 100, "idle": 30, "latency_s": 6, "rss": 1000})
     results: dict[str, Any] = {"cores": cores, "mode": "quick" if args.quick else "full",
                                "measured_at": datetime.now().isoformat(timespec="seconds")}
-    print("ceiling: raw WeasyPrint in", cores, "processes ...", flush=True)
-    results["ceiling_docs_per_s"] = round(docs_per_second(cores, counts["ceiling"], plain=True), 2)
-    results["renderer_docs_per_s"] = round(docs_per_second(cores, counts["ceiling"], plain=False), 2)
+    print("our Renderer without a queue, in", cores, "processes ...", flush=True)
+    results["renderer_docs_per_s"] = round(render_run(cores, counts["ceiling"], plain=False).docs_per_s, 2)
     with tempfile.TemporaryDirectory(prefix="pdfq-bench-") as workdir:
         bench = Bench(Path(workdir), cores)
         try:
-            print("end to end ...", flush=True)
             bench.throughput(cores * 2)  # let every worker take a job once
-            rate, jobs = bench.throughput(counts["e2e"])
-            results["e2e_docs_per_s"] = round(rate, 2)
-            results["e2e_ratio"] = round(rate / results["ceiling_docs_per_s"], 3)
+            rounds = []
+            for number in range(1, counts["rounds"] + 1):
+                # Each end-to-end run is compared with a ceiling run just before it: this machine's speed drifts.
+                print(f"round {number}: ceiling (raw WeasyPrint, {cores} processes), then end to end ...", flush=True)
+                ceiling = render_run(cores, counts["ceiling"], plain=True)
+                e2e, jobs = bench.throughput(counts["e2e"])
+                rounds.append({"ceiling_docs_per_s": round(ceiling.docs_per_s, 2),
+                               "e2e_docs_per_s": round(e2e.docs_per_s, 2),
+                               "ratio": round(e2e.docs_per_s / ceiling.docs_per_s, 3),
+                               "ceiling_cpu_ms_per_doc": round(ceiling.cpu_ms_per_doc, 1),
+                               "e2e_cpu_ms_per_job": round(e2e.cpu_ms_per_doc, 1),
+                               "cpu_ratio": round(ceiling.cpu_ms_per_doc / e2e.cpu_ms_per_doc, 3)})
+            results["rounds"] = rounds
+            for figure in ("ceiling_docs_per_s", "e2e_docs_per_s", "ceiling_cpu_ms_per_doc", "e2e_cpu_ms_per_job"):
+                results[figure] = round(statistics.median(r[figure] for r in rounds), 2)
+            results["e2e_ratio"] = round(statistics.median(r["ratio"] for r in rounds), 3)
+            results["e2e_cpu_ratio"] = round(statistics.median(r["cpu_ratio"] for r in rounds), 3)
             results["timeline_under_load"] = timeline(jobs)
             idle = bench.idle_waits(counts["idle"])
             results["idle_enqueue_to_start_ms"] = {"median": round(statistics.median(idle), 1),
                                                    "p95": round(percentile(idle, 0.95), 1)}
             print("submit latency ...", flush=True)
             results["latency"] = bench.latency(counts["latency_s"])
-            for c in (2, 16):
-                results["latency"][f"p99_ratio_c{c}"] = round(
-                    results["latency"][f"api_c{c}"]["p99_ms"] / results["latency"][f"bare_c{c}"]["p99_ms"], 2)
             print("worker memory over", counts["rss"], "jobs ...", flush=True)
             results["memory"] = bench.memory(counts["rss"])
         finally:
@@ -230,9 +274,13 @@ def main() -> int:
 def report(results: dict[str, Any]) -> None:
     lat, mem, tl = results["latency"], results["memory"], results["timeline_under_load"]
     rows = [
-        ("raw WeasyPrint ceiling", f"{results['ceiling_docs_per_s']} docs/s", f"{results['cores']} processes"),
+        ("raw WeasyPrint ceiling", f"{results['ceiling_docs_per_s']} docs/s",
+         f"{results['cores']} processes; median of {len(results['rounds'])} rounds"),
         ("our Renderer, no queue", f"{results['renderer_docs_per_s']} docs/s", ""),
-        ("end to end (HTTP + RQ)", f"{results['e2e_docs_per_s']} docs/s", f"ratio {results['e2e_ratio']} (target ≥ 0.9)"),
+        ("end to end (HTTP + RQ)", f"{results['e2e_docs_per_s']} docs/s",
+         f"ratio {results['e2e_ratio']} (target ≥ 0.9); per round {[r['ratio'] for r in results['rounds']]}"),
+        ("CPU per document", f"{results['ceiling_cpu_ms_per_doc']} ms raw",
+         f"{results['e2e_cpu_ms_per_job']} ms per job end to end (whole service): ratio {results['e2e_cpu_ratio']}"),
         ("enqueue→start, idle worker", f"{results['idle_enqueue_to_start_ms']['median']} ms median",
          f"p95 {results['idle_enqueue_to_start_ms']['p95']} ms (target ≤ 20 median)"),
         ("enqueue→start under load", f"{tl['enqueue_to_start_ms']['median']} ms median", f"p95 {tl['enqueue_to_start_ms']['p95']} ms"),
