@@ -13,7 +13,7 @@ from api.context import ctx
 from api.errors import ApiError
 from api.lookup import was_expired
 from shared import admission, keys
-from shared.admission import CapacityExceeded, QueueFull, TenantLimitReached
+from shared.errors import CapacityExceeded, QueueFull, TenantLimitReached
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 """How long an Idempotency-Key maps to its first job, in seconds."""

@@ -41,3 +41,26 @@ class PdfTooLarge(StorageError):
 
     code = "pdf_too_large"
     permanent = True
+
+
+TENANT_RETRY_AFTER_S = 10
+"""Seconds a tenant at its limit is told to wait before submitting again."""
+QUEUE_FULL_RETRY_AFTER_S = 30
+"""Seconds clients are told to wait while all queues are full."""
+
+
+class CapacityExceeded(Exception):
+    """Nothing may be enqueued now; `code` is the contract's machine code, `retry_after_s` a fair wait."""
+
+    code: str
+    retry_after_s: int
+
+
+class TenantLimitReached(CapacityExceeded):
+    code = "tenant_limit"
+    retry_after_s = TENANT_RETRY_AFTER_S
+
+
+class QueueFull(CapacityExceeded):
+    code = "queue_full"
+    retry_after_s = QUEUE_FULL_RETRY_AFTER_S

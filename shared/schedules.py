@@ -14,9 +14,10 @@ from croniter import croniter
 from redis import Redis
 
 from shared import keys
-from shared.admission import CapacityExceeded, check_capacity
+from shared.admission import check_capacity
 from shared.config import Settings
 from shared.enqueue import enqueue_render
+from shared.errors import CapacityExceeded
 from shared.records import iso, utcnow
 from shared.schema import JobRequest, ScheduleRequest
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from dataclasses import replace
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Protocol

@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from tests.conftest import TENANT_KEYS
-from tests.support import LiveServer, ROOT
+from tests.support import ROOT, LiveServer
 
 pytestmark = pytest.mark.usefixtures("workers", "redis")
 

@@ -10,8 +10,14 @@ import pytest
 
 from shared.config import DEV_KEY, Settings, parse_api_keys
 from shared.errors import ConfigError, PdfTooLarge
-from shared.storage import (CHUNK_BYTES, REDIS_STORAGE_MAX_BYTES, FileStorage, PdfStream, RedisStorage,
-                            storage_from_settings)
+from shared.storage import (
+    CHUNK_BYTES,
+    REDIS_STORAGE_MAX_BYTES,
+    FileStorage,
+    PdfStream,
+    RedisStorage,
+    storage_from_settings,
+)
 
 
 def test_api_keys_map_keys_to_tenants() -> None:
