@@ -57,6 +57,16 @@ def _requeue_failed(queue_name: str, connection: Redis) -> int:
     return len(jobs)
 
 
+def _cross_site() -> bool:
+    """A browser holding the dashboard's basic-auth login would send it along with a forged POST from any
+    site; browsers say where a request comes from (Sec-Fetch-Site, Origin), so refuse other origins."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    return origin is not None and origin.rstrip("/") != request.host_url.rstrip("/")
+
+
 def _answer_requeue(connection: Redis) -> tuple[dict[str, Any], dict[str, str]] | None:
     """rq-dashboard's requeue actions, answered here (same JSON as its views) so our job records stay true."""
     no_store = {"Cache-Control": "no-store"}
@@ -114,6 +124,8 @@ def init_app(app: Flask, settings: Settings) -> None:
                            headers={"WWW-Authenticate": 'Basic realm="pdfq dashboard"'})
         if (request.view_args or {}).get("instance_number", 0) != 0:
             raise ApiError(404, "not_found", "the dashboard shows one Redis, instance 0")
+        if request.method == "POST" and _cross_site():
+            raise ApiError(403, "forbidden", "dashboard actions must come from the dashboard's own pages")
         return _answer_requeue(connection)
 
     @app.after_request

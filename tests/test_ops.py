@@ -131,7 +131,7 @@ def test_dashboard_requeue_reruns_our_failed_job_with_fresh_attempts(dashboard: 
 
 def test_dashboard_requeue_all_takes_post_only(dashboard: FlaskClient, env: dict[str, str], auth: AuthActions,
                                                spawn_worker) -> None:
-    """"Requeue all" answers GET with 405 (no cross-site link can fire it); POST re-runs every failed job, reset."""
+    """"Requeue all" answers GET with 405 and cross-site POSTs with 403; its own POST re-runs every failed job."""
     jobs = JobsClient(dashboard, auth)
     failed = [jobs.submit({"html": "{{ nope }}", "priority": "high"})["id"] for _ in range(2)]
     worker = spawn_worker(env)
@@ -140,7 +140,11 @@ def test_dashboard_requeue_all_takes_post_only(dashboard: FlaskClient, env: dict
     refused = dashboard.get("/admin/rq/requeue/high", headers=DASHBOARD)
     assert refused.status_code == 405 and refused.headers["Allow"] == "POST"
     assert all(jobs.get(job_id)["status"] == "failed" for job_id in failed)
-    assert dashboard.post("/admin/rq/requeue/high", headers=DASHBOARD).json == {"status": "OK", "count": 2}
+    for forged in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
+        assert dashboard.post("/admin/rq/requeue/high", headers={**DASHBOARD, **forged}).status_code == 403
+    assert all(jobs.get(job_id)["status"] == "failed" for job_id in failed), "a forged POST changed nothing"
+    own_page = {**DASHBOARD, "Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+    assert dashboard.post("/admin/rq/requeue/high", headers=own_page).json == {"status": "OK", "count": 2}
     assert [(jobs.get(i)["status"], jobs.get(i)["attempts"]) for i in failed] == [("queued", 0), ("queued", 0)]
 
 
