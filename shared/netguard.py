@@ -5,7 +5,12 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
+from typing import Any
 from urllib.parse import urlsplit
+
+DNS_TIMEOUT_S = 3.0
+"""Longest a host lookup may take (webhook checks at submit, remote assets during a render)."""
 
 
 class BlockedTarget(ValueError):
@@ -30,14 +35,28 @@ def resolve_public(url: str, schemes: frozenset[str] = frozenset({"https", "http
     """The first address of the URL's host, refusing it if ANY address is not public (checked after DNS)."""
     check_url_shape(url, schemes)
     parts = urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        raise BlockedTarget(f"host {parts.hostname!r} does not resolve") from None
-    addresses = [str(info[4][0]) for info in infos]
+    addresses = [str(info[4][0]) for info in _lookup(parts.hostname or "", parts.port or 443)]
     if not addresses or not all(_is_public(a) for a in addresses):
         raise BlockedTarget(f"host {parts.hostname!r} resolves to a private or loopback address")
     return addresses[0]
+
+
+def _lookup(host: str, port: int) -> list[Any]:
+    """getaddrinfo has no timeout of its own: run it aside and stop waiting after DNS_TIMEOUT_S."""
+    answer: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            answer.extend(socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP))
+        except (OSError, UnicodeError):
+            pass  # an empty answer: does not resolve
+
+    lookup = threading.Thread(target=resolve, name="dns-lookup", daemon=True)
+    lookup.start()
+    lookup.join(DNS_TIMEOUT_S)
+    if lookup.is_alive() or not answer:
+        raise BlockedTarget(f"host {host!r} does not resolve within {DNS_TIMEOUT_S:g} s")
+    return list(answer)
 
 
 def check_public_url(url: str, *, schemes: frozenset[str] = frozenset({"https", "http"})) -> None:

@@ -15,6 +15,7 @@ import requests
 from pypdf import PdfReader
 
 import worker.fetcher
+from shared import netguard
 from shared.config import PROJECT_ROOT
 from shared.errors import PageLimitExceeded, TemplateError
 from shared.logs import JsonFormatter, quiet_weasyprint
@@ -158,6 +159,15 @@ def test_public_literal_address_is_allowed() -> None:
     """A public address passes both checks, and resolve_public returns it for the pinned connection."""
     check_public_url("https://93.184.216.34/logo.png")
     assert resolve_public("https://93.184.216.34/logo.png") == "93.184.216.34"
+
+
+def test_slow_dns_is_refused_within_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host whose lookup hangs is refused after DNS_TIMEOUT_S instead of holding a request or a render."""
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", lambda *args, **kwargs: time.sleep(30))
+    started = time.monotonic()
+    with pytest.raises(BlockedTarget, match="within"):
+        resolve_public("https://slow-dns.example/logo.png")
+    assert time.monotonic() - started < netguard.DNS_TIMEOUT_S + 1
 
 
 def test_templates_dir_assets_still_load(renderer: Renderer) -> None:
