@@ -109,7 +109,7 @@ class RedisStorage:
     def put(self, job_id: str, content: bytes) -> None:
         if len(content) > REDIS_STORAGE_MAX_BYTES:
             raise PdfTooLarge(f"the PDF is {len(content)} bytes; Redis storage keeps at most "
-                              f"{REDIS_STORAGE_MAX_BYTES} bytes (REDIS_STORAGE_MAX_BYTES); use S3 storage for larger")
+                              f"{REDIS_STORAGE_MAX_BYTES} bytes; use S3 storage for larger ones")
         self.connection.set(keys.pdf_blob(job_id), content, ex=self.ttl_s)
 
     def open(self, job_id: str) -> PdfStream | None:
