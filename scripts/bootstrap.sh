@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 
 REQUIREMENTS="${1:-requirements.txt}"
 SYSTEM_PACKAGES=(redis-server libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
-# Tests also validate docker-compose.yml with docker-compose's own parser (no engine needed).
-[ "$REQUIREMENTS" = "requirements-dev.txt" ] && SYSTEM_PACKAGES+=(docker-compose)
+# Tests also validate docker-compose.yml with docker-compose's own parser (no engine needed), check PDFs with
+# qpdf, and drive the pages a person sees in Debian's Chromium.
+[ "$REQUIREMENTS" = "requirements-dev.txt" ] && SYSTEM_PACKAGES+=(docker-compose qpdf chromium)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

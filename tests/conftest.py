@@ -9,11 +9,13 @@ from typing import Any, Callable, Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, Page
 from redis import Redis
 
 from api import create_app
 from shared.config import Settings
 from shared.connection import connect
+from tests import browser as real_browser
 from tests.support import ROOT, LiveServer, RedisServer, WorkerProcess, wait_until
 
 TENANT_KEYS = {"acme": "acme-key", "globex": "globex-key", "ops": "ops-key"}
@@ -195,3 +197,17 @@ def private_db(env: dict[str, str], redis_server: RedisServer) -> dict[str, str]
     env["REDIS_URL"] = redis_server.url(PRIVATE_DB)
     env["WORKER_MAINTENANCE_INTERVAL_S"] = "1"
     return env
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium for the whole session."""
+    yield from real_browser.launch()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context and page per test (no cookies or storage shared between tests)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
