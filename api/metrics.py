@@ -8,12 +8,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from api.auth import require_tenant
 from api.context import ctx
-from shared.metrics import RENDER_BUCKETS_S, FleetStats, percentile
+from shared.metrics import RENDER_BUCKETS_S, FleetStats, WebhookOutcome, percentile
+from shared.queue_age import oldest_ages
 from shared.queues import QUEUE_ORDER, all_queues
 from shared.workers import live_count
 
@@ -27,7 +29,16 @@ class FleetCollector:
         self.connection = connection
 
     def collect(self) -> Iterator[Metric]:
-        stats = FleetStats.read(self.connection)
+        """Everything is read before anything is yielded, so a Redis outage gives `pdf_redis_up 0` alone."""
+        try:
+            stats = FleetStats.read(self.connection)
+            depths = {queue.name: queue.count for queue in all_queues(self.connection)}
+            ages = oldest_ages(self.connection)
+            workers = live_count(self.connection)
+        except RedisError:
+            yield GaugeMetricFamily("pdf_redis_up", "1 if this API process reached Redis for this scrape", value=0)
+            return
+        yield GaugeMetricFamily("pdf_redis_up", "1 if this API process reached Redis for this scrape", value=1)
         enqueued = CounterMetricFamily("pdf_jobs_enqueued", "Jobs accepted, by priority", labels=["priority"])
         completed = CounterMetricFamily("pdf_jobs_completed", "Jobs rendered and stored", labels=["priority"])
         failed = CounterMetricFamily("pdf_jobs_failed", "Jobs that ended failed", labels=["priority"])
@@ -41,11 +52,13 @@ class FleetCollector:
             by_code.add_metric([code], count)
         yield by_code
         depth = GaugeMetricFamily("pdf_queue_depth", "Jobs waiting in each priority queue", labels=["queue"])
-        for queue in all_queues(self.connection):
-            depth.add_metric([queue.name], queue.count)
-        yield depth
-        yield GaugeMetricFamily("pdf_workers", "Live worker processes (registration not lapsed)",
-                                value=live_count(self.connection))
+        age = GaugeMetricFamily("pdf_queue_oldest_age_seconds", "Seconds the oldest waiting job of each queue "
+                                "has waited (0 when empty)", labels=["queue"])
+        for name, count in depths.items():
+            depth.add_metric([name], count)
+            age.add_metric([name], round(ages[name], 3))
+        yield from (depth, age)
+        yield GaugeMetricFamily("pdf_workers", "Live worker processes (registration not lapsed)", value=workers)
         cumulative, buckets = 0.0, []
         for bound in RENDER_BUCKETS_S:
             cumulative += stats.render_hist.get(str(bound), 0)
@@ -54,6 +67,14 @@ class FleetCollector:
         buckets.append(("+Inf", total))
         yield HistogramMetricFamily("pdf_render_seconds", "Render time of completed jobs", buckets=buckets,
                                     sum_value=stats.render_hist.get("sum", 0.0))
+        webhooks = CounterMetricFamily("pdf_webhook_deliveries", "Webhook delivery attempts by outcome",
+                                       labels=["outcome"])
+        for outcome in WebhookOutcome:
+            webhooks.add_metric([outcome.value], stats.webhooks.get(outcome.value, 0))
+        yield webhooks
+        if stats.scheduler_last_pass is not None:
+            yield GaugeMetricFamily("pdf_scheduler_last_pass_timestamp_seconds",
+                                    "Unix time of the newest scheduler pass", value=stats.scheduler_last_pass)
 
 
 @bp.get("/metrics")

@@ -44,3 +44,6 @@ SCHEDULES_DUE = f"{PREFIX}schedules:due"
 
 LATEST_OPS_REPORT = f"{PREFIX}ops:latest_report"
 """Job id of the newest daily operations report (tenant `ops`)."""
+
+SCHEDULER_LAST_PASS = f"{PREFIX}scheduler:last_pass"
+"""Epoch seconds of the newest scheduler pass (by whichever scheduler holds the lock)."""

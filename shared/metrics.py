@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 
 from redis import Redis
 from redis.client import Pipeline
@@ -66,6 +67,23 @@ def record_canceled(pipe: Pipeline, *, priority: str, tenant: str) -> None:
     _count_daily(pipe, "canceled", priority, tenant)
 
 
+class WebhookOutcome(str, Enum):
+    """How one delivery attempt ended: `rejected` (non-2xx, timeout, connection error) is retried."""
+
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    REFUSED = "refused"
+
+
+def record_webhook(connection: Redis, outcome: WebhookOutcome) -> None:
+    connection.hincrby(keys.stats("webhooks"), outcome.value, 1)
+
+
+def record_scheduler_pass(connection: Redis) -> None:
+    """Stamped on every pass, so an alert can tell a silent scheduler from an idle one."""
+    connection.set(keys.SCHEDULER_LAST_PASS, time.time())
+
+
 @dataclass(frozen=True)
 class FleetStats:
     """A snapshot of the counters every process wrote, read in one round trip."""
@@ -79,6 +97,8 @@ class FleetStats:
     recent_render_ms: list[float]
     completions_last_minute: int
     peak_rss_mb: float
+    webhooks: dict[str, int]
+    scheduler_last_pass: float | None
 
     @classmethod
     def read(cls, connection: Redis) -> FleetStats:
@@ -89,14 +109,17 @@ class FleetStats:
             pipe.lrange(keys.stats("render_ms"), 0, -1)
             pipe.zcount(keys.stats("recent_completions"), now - 60, now)
             pipe.zrange(keys.stats("peak_rss_mb"), -1, -1, withscores=True)
-            enq, comp, fail, canc, codes, hist, recent, last_minute, rss = pipe.execute()
+            pipe.hgetall(keys.stats("webhooks"))
+            pipe.get(keys.SCHEDULER_LAST_PASS)
+            enq, comp, fail, canc, codes, hist, recent, last_minute, rss, hooks, last_pass = pipe.execute()
 
         def ints(raw: dict[bytes, bytes]) -> dict[str, int]:
             return {k.decode(): int(v) for k, v in raw.items()}
 
         return cls(ints(enq), ints(comp), ints(fail), ints(canc), ints(codes),
                    {k.decode(): float(v) for k, v in hist.items()}, [float(ms) for ms in recent],
-                   int(last_minute), float(rss[0][1]) if rss else 0.0)
+                   int(last_minute), float(rss[0][1]) if rss else 0.0, ints(hooks),
+                   float(last_pass) if last_pass else None)
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -7,6 +7,7 @@ import json
 from typing import Callable, Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
 from shared.config import Settings
@@ -70,7 +71,7 @@ def webhook_logs(worker: WorkerProcess) -> list[dict]:
 
 def test_failed_delivery_is_retried_with_backoff(hooks_env: dict[str, str], jobs: JobsClient,
                                                  spawn_worker: Callable[..., WorkerProcess]) -> None:
-    """A receiver answering 500 gets the same event, under the same delivery id, until it answers 2xx."""
+    """A receiver answering 500 gets the same event, under the same delivery id, until it answers 2xx; /metrics counts each attempt."""
     flaky = Receiver(statuses=[500, 503])
     try:
         worker = spawn_worker(hooks_env)
@@ -84,6 +85,9 @@ def test_failed_delivery_is_retried_with_backoff(hooks_env: dict[str, str], jobs
         wait_until(lambda: any(r["msg"] == "webhook delivered" for r in webhook_logs(worker)), timeout=10)
         assert [(r["msg"], r["status"]) for r in webhook_logs(worker)] == [
             ("webhook rejected", 500), ("webhook rejected", 503), ("webhook delivered", 200)]
+        metrics = {(s.labels["outcome"], s.value) for family in text_string_to_metric_families(
+            jobs.client.get("/metrics").text) for s in family.samples if s.name == "pdf_webhook_deliveries_total"}
+        assert metrics == {("delivered", 1), ("rejected", 2), ("refused", 0)}
     finally:
         flaky.stop()
 

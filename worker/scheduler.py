@@ -16,6 +16,7 @@ from shared import schedules
 from shared.config import Settings
 from shared.connection import connect
 from shared.logs import configure_logging
+from shared.metrics import record_scheduler_pass
 from shared.queues import Priority
 
 log = logging.getLogger("scheduler")
@@ -41,6 +42,7 @@ class PdfScheduler(Scheduler):
     def enqueue_jobs(self) -> list:  # type: ignore[override]
         jobs = super().enqueue_jobs()
         schedules.fire_due(self.connection, self.settings)
+        record_scheduler_pass(self.connection)
         return jobs
 
     def run(self, burst: bool = False) -> None:

@@ -14,6 +14,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from shared.links import job_links
+from shared.metrics import WebhookOutcome, record_webhook
 from shared.netguard import BlockedTarget, PinnedHTTPSConnection, check_url_shape, resolve_public
 from shared.records import FINAL_STATUSES, status_of, to_resource
 from worker.runtime import get_runtime
@@ -92,6 +93,7 @@ def deliver_webhook(job_id: str, event: str) -> int | None:
         connection = _connection(url, runtime.settings.allow_private_webhooks)
     except BlockedTarget as exc:
         log.warning("webhook refused", extra={"job_id": job_id, "reason": str(exc)})
+        record_webhook(runtime.connection, WebhookOutcome.REFUSED)
         return None
     parts = urlsplit(url)
     try:
@@ -99,11 +101,14 @@ def deliver_webhook(job_id: str, event: str) -> int | None:
                            headers={**headers, "Host": parts.netloc})
         status = connection.getresponse().status
     except OSError as exc:
+        record_webhook(runtime.connection, WebhookOutcome.REJECTED)
         raise WebhookRejected(f"delivery to {parts.hostname} failed: {type(exc).__name__}") from None
     finally:
         connection.close()
     if not 200 <= status < 300:
         log.warning("webhook rejected", extra={"job_id": job_id, "event": event, "status": status})
+        record_webhook(runtime.connection, WebhookOutcome.REJECTED)
         raise WebhookRejected(f"receiver answered HTTP {status}")
     log.info("webhook delivered", extra={"job_id": job_id, "event": event, "status": status})
+    record_webhook(runtime.connection, WebhookOutcome.DELIVERED)
     return status
