@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 REQUIREMENTS="${1:-requirements.txt}"
 SYSTEM_PACKAGES=(redis-server libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
 # Tests also validate docker-compose.yml with docker-compose's own parser (no engine needed), check PDFs with
-# qpdf, and drive the pages a person sees in Debian's Chromium.
-[ "$REQUIREMENTS" = "requirements-dev.txt" ] && SYSTEM_PACKAGES+=(docker-compose qpdf chromium)
+# qpdf, drive the pages a person sees in Debian's Chromium, verify the systemd units (systemd-analyze), test
+# the alert rules (promtool, in Debian's prometheus package) and run checkov without network (unshare).
+[ "$REQUIREMENTS" = "requirements-dev.txt" ] && SYSTEM_PACKAGES+=(docker-compose qpdf chromium systemd prometheus util-linux)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -35,4 +36,18 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . >/dev/null
   touch "$stamp"
+fi
+
+if [ "$REQUIREMENTS" = "requirements-dev.txt" ]; then
+  # checkov brings ~100 packages of its own: a separate venv keeps .venv's pins untouched.
+  tools_stamp=".venv-tools/.installed-$(sha256sum requirements-tools.txt | cut -c1-16)"
+  if [ ! -f "$tools_stamp" ]; then
+    echo "bootstrap: installing requirements-tools.txt into .venv-tools" >&2
+    [ -x .venv-tools/bin/python ] || "$PYTHON" -m venv .venv-tools
+    .venv-tools/bin/pip install -q --disable-pip-version-check -r requirements-tools.txt
+    touch "$tools_stamp"
+  fi
+  # The Kubernetes manifests are rendered with kubectl's built-in kustomize (`kubectl kustomize`, no cluster
+  # needed). The machine image ships kubectl; Debian's kubernetes-client is too old (kustomize v2) to stand in.
+  command -v kubectl >/dev/null || echo "bootstrap: kubectl is missing: the Kubernetes manifest tests will fail" >&2
 fi
