@@ -21,6 +21,8 @@ from shared.workers import live_count
 
 bp = Blueprint("metrics", __name__)
 
+REDIS_UP_HELP = "1 if this API process reached Redis for this scrape"
+
 
 class FleetCollector:
     """Reads Redis at scrape time, so any API process reports the whole fleet."""
@@ -36,9 +38,9 @@ class FleetCollector:
             ages = oldest_ages(self.connection)
             workers = live_count(self.connection)
         except RedisError:
-            yield GaugeMetricFamily("pdf_redis_up", "1 if this API process reached Redis for this scrape", value=0)
+            yield GaugeMetricFamily("pdf_redis_up", REDIS_UP_HELP, value=0)
             return
-        yield GaugeMetricFamily("pdf_redis_up", "1 if this API process reached Redis for this scrape", value=1)
+        yield GaugeMetricFamily("pdf_redis_up", REDIS_UP_HELP, value=1)
         enqueued = CounterMetricFamily("pdf_jobs_enqueued", "Jobs accepted, by priority", labels=["priority"])
         completed = CounterMetricFamily("pdf_jobs_completed", "Jobs rendered and stored", labels=["priority"])
         failed = CounterMetricFamily("pdf_jobs_failed", "Jobs that ended failed", labels=["priority"])
