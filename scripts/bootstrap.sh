@@ -30,11 +30,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv" >&2
   "$PYTHON" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$REQUIREMENTS")"
+stamp=".venv/.installed-$(cat requirements*.txt clients/python/pyproject.toml | sha256sum | cut -c1-16)-$(basename "$REQUIREMENTS")"
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing $REQUIREMENTS" >&2
+  echo "bootstrap: installing $REQUIREMENTS and the Python client (the pdfq command)" >&2
   .venv/bin/pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . >/dev/null
+  .venv/bin/pip install -q --disable-pip-version-check -e ./clients/python >/dev/null
   touch "$stamp"
 fi
 

@@ -1,10 +1,11 @@
-"""The `pdfq` command run as a subprocess against the real gunicorn API and real workers."""
+"""The `pdfq` command (the Python client's) run as a subprocess against the real gunicorn API and real workers."""
 from __future__ import annotations
 
 import io
 import json
-import shutil
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,13 @@ from tests.support import ROOT, LiveServer
 pytestmark = pytest.mark.usefixtures("workers", "redis")
 
 
-def pdfq(server: LiveServer, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("pdfq", path=str(Path(ROOT / ".venv" / "bin"))) or "pdfq"
-    env = {"PDFQ_URL": server.url, "PDFQ_API_KEY": TENANT_KEYS["acme"], "PATH": "/usr/bin:/bin"}
-    return subprocess.run([binary, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+def pdfq(server: LiveServer, *args: str, cwd: Path, key: str = TENANT_KEYS["acme"]) -> subprocess.CompletedProcess[str]:
+    """`python -m pdfq` from this tree's client (the installed `pdfq` script runs the same `pdfq.cli:main`)."""
+    env = {"PDFQ_URL": server.url, "PDFQ_API_KEY": key, "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(ROOT / "clients" / "python" / "src")}
+    done = subprocess.run([sys.executable, "-m", "pdfq", *args], cwd=cwd, env=env, capture_output=True, timeout=120)
+    # Decoded here, not with text=True, whose newline translation would turn the progress bar's "\r" into "\n".
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 def test_submit_wait_downloads_a_valid_pdf(live_api: LiveServer, tmp_path: Path) -> None:
@@ -29,9 +33,19 @@ def test_submit_wait_downloads_a_valid_pdf(live_api: LiveServer, tmp_path: Path)
     result = pdfq(live_api, "submit", "invoice.html", "--data", "data.json", "--priority", "high", "--wait",
                   "-o", "invoice.pdf", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "100%" in result.stderr and "invoice.pdf" in result.stderr
+    assert "100%" in result.stderr
+    # The bar is blanked before the summary, which says "1 page" of a one-page PDF.
+    bar, cleared, summary = result.stderr.rsplit("\r", 2)
+    assert "100%" in bar and cleared.strip() == "" and len(cleared) >= len(bar.rsplit("\r", 1)[-1])
+    assert re.fullmatch(r"invoice\.pdf \(1 page, \d+ bytes\)\n", summary)
     reader = PdfReader(io.BytesIO((tmp_path / "invoice.pdf").read_bytes()))
     assert len(reader.pages) == 1 and "CLI-4242" in reader.pages[0].extract_text()
+
+
+def test_unknown_key_names_the_variable_to_set(live_api: LiveServer, tmp_path: Path) -> None:
+    """A 401 exits 2 and tells the user to set PDFQ_API_KEY."""
+    result = pdfq(live_api, "status", "0" * 32, cwd=tmp_path, key="not-a-key")
+    assert result.returncode == 2 and "401 unauthorized" in result.stderr and "PDFQ_API_KEY" in result.stderr
 
 
 def test_local_html_file_is_sent_inline(live_api: LiveServer, tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ import gunicorn.workers.ggevent          # web: the gevent worker class in api/g
 import api.wsgi                          # web: the app, with the dashboard mounted
 import worker.__main__, worker.jobs, worker.maintenance, worker.webhooks, worker.scheduler
 import boto3                             # STORAGE_URL=s3://... imports it on first use
-import cli.__main__
 owners = metadata.packages_distributions()
 print(json.dumps(sorted({d for m in list(sys.modules) for d in owners.get(m.partition('.')[0], [])})))
 """

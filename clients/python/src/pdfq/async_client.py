@@ -67,8 +67,8 @@ class AsyncClient:
                 await asyncio.sleep(waiter.poll_delay())
             else:
                 try:
-                    await self._follow(waiter)
-                except (httpx.TransportError, ApiError):
+                    await asyncio.wait_for(self._follow(waiter), waiter.remaining_s())
+                except (httpx.TransportError, ApiError, asyncio.TimeoutError):
                     pass
                 if not waiter.done:
                     await asyncio.sleep(waiter.stream_lost())

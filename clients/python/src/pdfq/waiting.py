@@ -73,22 +73,23 @@ class Waiter:
         left = self.remaining_s()
         return STREAM_IDLE_TIMEOUT_S if left is None else min(STREAM_IDLE_TIMEOUT_S, left)
 
-    def update(self, job: Job) -> None:
-        """Take a newer state of the job; news resets the failure count and the polling interval."""
+    def update(self, job: Job) -> bool:
+        """Take a newer state of the job; True if it is news (status, progress or attempts changed)."""
         news = (job.status, job.progress, job.attempts) != (self.job.status, self.job.progress, self.job.attempts)
         self.job = job
         self.stale = False
         if news:
-            self._failures = 0
             self._poll_s = POLL_START_S
             if self._on_update is not None:
                 self._on_update(job)
+        return news
 
     def on_line(self, line: str) -> bool:
         """Feed one line of the stream; True once the job has ended (the stream can be closed)."""
         event = self._parser.feed(line)
         if event is not None and event.event in ("status", "done"):
-            self.update(Job.from_resource(json.loads(event.data)))
+            if self.update(Job.from_resource(json.loads(event.data))):
+                self._failures = 0  # the stream works: a later drop starts the count afresh
         return self.done
 
     def stream_lost(self) -> float:

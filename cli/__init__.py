@@ -1,1 +1,0 @@
-"""`pdfq`: a small command-line client for the service (submit, follow, download, status, cancel)."""
