@@ -22,8 +22,9 @@ import boto3                             # STORAGE_URL=s3://... imports it on fi
 owners = metadata.packages_distributions()
 print(json.dumps(sorted({d for m in list(sys.modules) for d in owners.get(m.partition('.')[0], [])})))
 """
-OPTIONAL_IMPORTS = {"cryptography", "setuptools"}
-"""Loaded only because they are present: redis-py tries cryptography, a venv's .pth loads setuptools' hook."""
+OPTIONAL_IMPORTS = {"cryptography", "setuptools", "certifi", "lxml"}
+"""Loaded only because they are present: redis-py tries cryptography, a venv's .pth loads setuptools' hook,
+botocore tries certifi's CA bundle (else its own), fontTools tries lxml (needed only to subset SVG fonts)."""
 
 
 def runtime_closure() -> set[str]:
