@@ -67,7 +67,8 @@ class Waiter:
         return left
 
     def stream_call(self) -> Call:
-        return calls.events(self.job.links["events"], self._parser.last_event_id)
+        link = self.job.links.get("events") or f"{calls.get_job(self.job).path}/events"  # the Bearer key serves too
+        return calls.events(link, self._parser.last_event_id)
 
     def stream_read_timeout_s(self) -> float:
         left = self.remaining_s()
