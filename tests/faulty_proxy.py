@@ -65,7 +65,10 @@ class FaultyProxy:
             protocol_version = "HTTP/1.1"
 
             def handle_one(self) -> None:
-                proxy._handle(self)
+                try:
+                    proxy._handle(self)
+                except (BrokenPipeError, ConnectionResetError):  # the client closed first (e.g. after `done`)
+                    self.close_connection = True
 
             do_GET = do_POST = do_DELETE = handle_one  # noqa: N815 (stdlib names)
 

@@ -7,8 +7,12 @@ import builtins
 import hashlib
 import io
 import json
+import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from pypdf import PdfReader
@@ -18,7 +22,7 @@ from pdfq import ApiError, AsyncClient, Client, JobCanceled, JobFailed, JobStatu
 from pdfq.waiting import MAX_STREAM_FAILURES
 from tests.conftest import TENANT_KEYS
 from tests.faulty_proxy import FaultyProxy, Rule
-from tests.support import ROOT, LiveServer
+from tests.support import ROOT, LiveServer, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.usefixtures("workers", "redis")
 
@@ -41,6 +45,25 @@ def run(flavour: str, url: str, method: str, *args: Any, tenant: str = "acme", m
             return await value
 
     return asyncio.run(call())
+
+
+@contextmanager
+def workers_paused_until(workers: list[WorkerProcess], condition: Callable[[], bool]) -> Iterator[None]:
+    """Hold the session's workers (SIGSTOP) from now until `condition` holds, so a job waits in its queue exactly
+    as long as the test needs; they are resumed in any case when the block ends."""
+    def resume() -> None:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGCONT)
+
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGSTOP)
+    resumer = threading.Thread(target=lambda: (wait_until(condition, timeout=30), resume()), daemon=True)
+    resumer.start()
+    try:
+        yield
+    finally:
+        resume()
+        resumer.join(timeout=30)
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -152,16 +175,19 @@ def test_list_jobs_iterates_every_page(proxy: FaultyProxy, flavour: str) -> None
 
 
 @pytest.mark.parametrize("ids", ["inject", "strip"])
-def test_dropped_stream_is_resumed(proxy: FaultyProxy, flavour: str, ids: str) -> None:
-    """A stream cut mid-job is reopened: with Last-Event-ID when events had ids, else after re-reading the job."""
+def test_dropped_stream_is_resumed(proxy: FaultyProxy, flavour: str, ids: str,
+                                   workers: list[WorkerProcess]) -> None:
+    """A stream cut while the job waits is reopened: with Last-Event-ID when events had ids, else after re-reading
+    the job; the reopened stream then carries the job to its end."""
     proxy.ids = ids  # type: ignore[assignment]
     proxy.rules.append(Rule("GET", "/events", "cut", cut_after_events=1))
-    job = run(flavour, proxy.url, "submit_job", "letter.html",
-              json.loads((ROOT / "templates" / "letter.json").read_text())["sample_data"])
-    done = run(flavour, proxy.url, "wait_for_job", job, timeout=60)
+    with workers_paused_until(workers, lambda: len(proxy.streams) >= 2):
+        job = run(flavour, proxy.url, "submit_job", "letter.html",
+                  json.loads((ROOT / "templates" / "letter.json").read_text())["sample_data"])
+        done = run(flavour, proxy.url, "wait_for_job", job, timeout=60)
     assert done.status is JobStatus.COMPLETED and done.result.pages >= 1
-    first, second = proxy.streams[0], proxy.streams[1]
-    assert first.cut and not second.cut
+    first, second = proxy.streams
+    assert first.cut and first.events == 1 and not second.cut and second.events >= 3  # queued, started…, done
     reopened = proxy.requests("GET", "/events")[1]
     if ids == "inject":
         assert first.last_id is not None and reopened.headers.get("Last-Event-ID") == first.last_id
@@ -171,14 +197,20 @@ def test_dropped_stream_is_resumed(proxy: FaultyProxy, flavour: str, ids: str) -
         assert rereads and proxy.seen.index(rereads[0]) < proxy.seen.index(reopened)
 
 
-def test_wait_polls_when_streaming_fails(proxy: FaultyProxy, flavour: str) -> None:
+def test_wait_polls_when_streaming_fails(proxy: FaultyProxy, flavour: str, workers: list[WorkerProcess]) -> None:
     """When the event stream cannot be opened, the wait gives it up after a few tries and polls the job."""
     proxy.rules.append(Rule("GET", "/events", "refuse", times=100, status=502, retry_after=None))
-    job = run(flavour, proxy.url, "submit_job", html="<p>polled</p>")
-    done = run(flavour, proxy.url, "wait_for_job", job, timeout=60)
+
+    def polling() -> bool:
+        streams = proxy.requests("GET", "/events")
+        last = proxy.seen.index(streams[-1]) if len(streams) == MAX_STREAM_FAILURES else len(proxy.seen)
+        return sum(s.method == "GET" and "/v1/jobs/" in s.path for s in proxy.seen[last + 1:]) >= 2
+
+    with workers_paused_until(workers, polling):
+        job = run(flavour, proxy.url, "submit_job", html="<p>polled</p>")
+        done = run(flavour, proxy.url, "wait_for_job", job, timeout=60)
     assert done.status is JobStatus.COMPLETED
     assert len(proxy.requests("GET", "/events")) == MAX_STREAM_FAILURES
-    assert [s for s in proxy.requests("GET", f"/v1/jobs/{job.id}") if "/events" not in s.path]
 
 
 def test_wait_times_out(proxy: FaultyProxy, flavour: str) -> None:

@@ -34,9 +34,8 @@ class Waiter:
     def __init__(self, job: Job, timeout_s: float | None, on_update: OnUpdate | None = None) -> None:
         self.job = job
         self.timeout_s = timeout_s
-        self.polling = False
-        self.stale = False
-        """The job must be re-read before the stream is reopened (it dropped without an event id to resume from)."""
+        self.polling = False  # streaming was given up: the job is polled
+        self.stale = False  # the job must be re-read before the next step (a stream dropped with no id to resume)
         self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._on_update = on_update
         self._parser = EventParser()  # one per wait: its last event id outlives each connection
