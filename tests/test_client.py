@@ -29,16 +29,16 @@ pytestmark = pytest.mark.usefixtures("workers", "redis")
 INVOICE = json.loads((ROOT / "templates" / "invoice.json").read_text())["sample_data"]
 
 
-def run(flavour: str, url: str, method: str, *args: Any, tenant: str = "acme", max_retries: int = 3,
+def run(flavour: str, url: str, method: str, *args: Any, key: str = TENANT_KEYS["acme"], max_retries: int = 3,
         **kwargs: Any) -> Any:
     """Call one client method through a fresh `Client` or `AsyncClient` (an async iterator is drained)."""
     if flavour == "sync":
-        with Client(url, TENANT_KEYS[tenant], max_retries=max_retries) as client:
+        with Client(url, key, max_retries=max_retries) as client:
             value = getattr(client, method)(*args, **kwargs)
             return list(value) if isinstance(value, Iterator) else value
 
     async def call() -> Any:
-        async with AsyncClient(url, TENANT_KEYS[tenant], max_retries=max_retries) as client:
+        async with AsyncClient(url, key, max_retries=max_retries) as client:
             value = getattr(client, method)(*args, **kwargs)
             if hasattr(value, "__aiter__"):
                 return [item async for item in value]
@@ -124,6 +124,8 @@ def test_canceled_job_raises_job_canceled(live_api: LiveServer, flavour: str) ->
     with pytest.raises(ApiError) as finished:
         run(flavour, live_api.url, "cancel_job", jobs[-1])
     assert (finished.value.status, finished.value.code) == (409, "already_finished")
+    for job in jobs[:-1]:  # none left rendering into the next test
+        assert run(flavour, live_api.url, "wait_for_job", job, timeout=60).status is JobStatus.COMPLETED
 
 
 @pytest.mark.parametrize(("method", "args", "kwargs", "status", "code", "field"), [
@@ -148,8 +150,7 @@ def test_refusals_raise_api_error_with_the_problem_fields(live_api: LiveServer, 
 def test_unknown_key_is_unauthorized(live_api: LiveServer, flavour: str) -> None:
     """An unknown API key raises ApiError 401 `unauthorized`."""
     with pytest.raises(ApiError) as refused:
-        asyncio.run(AsyncClient(live_api.url, "wrong").templates()) if flavour == "async" else \
-            Client(live_api.url, "wrong").templates()
+        run(flavour, live_api.url, "templates", key="wrong")
     assert (refused.value.status, refused.value.code) == (401, "unauthorized")
 
 
@@ -213,13 +214,14 @@ def test_wait_polls_when_streaming_fails(proxy: FaultyProxy, flavour: str, worke
     assert len(proxy.requests("GET", "/events")) == MAX_STREAM_FAILURES
 
 
-def test_wait_times_out(proxy: FaultyProxy, flavour: str) -> None:
+def test_wait_times_out(proxy: FaultyProxy, flavour: str, live_api: LiveServer) -> None:
     """A wait whose stream stays silent ends at its timeout with pdfq.TimeoutError (a builtin TimeoutError too)."""
     proxy.rules.append(Rule("GET", "/events", "stall", times=10))
     job = run(flavour, proxy.url, "submit_job", html="<p>slow</p>")
     with pytest.raises(builtins.TimeoutError) as timed_out:
         run(flavour, proxy.url, "wait_for_job", job, timeout=0.5)
     assert isinstance(timed_out.value, pdfq.TimeoutError) and timed_out.value.job.id == job.id
+    run(flavour, live_api.url, "wait_for_job", job, timeout=60)  # it went on running, and ends without the proxy
 
 
 @pytest.mark.parametrize(("action", "status", "retry_after"), [("lose", 503, "1"), ("refuse", 429, "0")])
@@ -233,6 +235,7 @@ def test_retried_submit_makes_one_job(proxy: FaultyProxy, flavour: str, action: 
     assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
     assert second.at - first.at >= float(retry_after)
     assert [j.id for j in run(flavour, live_api.url, "list_jobs")] == [job.id]
+    run(flavour, live_api.url, "wait_for_job", job, timeout=60)
 
 
 def test_retries_stop_at_max_retries(proxy: FaultyProxy) -> None:
@@ -249,6 +252,7 @@ def test_caller_idempotency_key_answers_the_first_job(live_api: LiveServer, flav
     first = run(flavour, live_api.url, "submit_job", html="<p>k</p>", idempotency_key=f"order-{flavour}")
     again = run(flavour, live_api.url, "submit_job", html="<p>k</p>", idempotency_key=f"order-{flavour}")
     assert again.id == first.id
+    run(flavour, live_api.url, "wait_for_job", first, timeout=60)
 
 
 def test_webhook_signature_and_body(live_api: LiveServer) -> None:
@@ -263,3 +267,4 @@ def test_webhook_signature_and_body(live_api: LiveServer) -> None:
     assert not pdfq.verify_signature(body, header, "other-secret")
     assert not pdfq.verify_signature(body, None, "hook-secret") and not pdfq.verify_signature(body, header, "")
     assert pdfq.job_from_webhook(body).id == resource["id"]
+    run("sync", live_api.url, "wait_for_job", resource["id"], timeout=60)
