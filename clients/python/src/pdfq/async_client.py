@@ -8,25 +8,24 @@ from typing import Any, AsyncIterator, Iterable, Mapping
 import httpx
 
 from pdfq import calls, config
+from pdfq.base import ClientBase
 from pdfq.calls import DEFAULT_PAGE_SIZE, Call
 from pdfq.errors import ApiError
 from pdfq.models import Job, JobStatus, Priority, Template
-from pdfq.retry import DEFAULT_MAX_RETRIES, SINGLE_ATTEMPT, RetryPolicy, retry_after_s
+from pdfq.retry import DEFAULT_MAX_RETRIES, SINGLE_ATTEMPT, RetryPolicy
 from pdfq.sink import Destination, PdfSink
 from pdfq.waiting import DEFAULT_WAIT_TIMEOUT_S, OnUpdate, Waiter
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """A connection pool to one service with one API key; `await aclose()` it (or use `async with`) when done."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout_s: float = config.DEFAULT_TIMEOUT_S, max_retries: int = DEFAULT_MAX_RETRIES,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base_url = config.service_url(base_url)
-        self._timeout_s = timeout_s
-        self._retry = RetryPolicy(max_retries=max_retries)
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=config.headers(config.api_key(api_key)),
-                                       timeout=timeout_s, transport=transport)
+        super().__init__(base_url, api_key, timeout_s, max_retries)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout_s,
+                                       transport=transport)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -75,8 +74,8 @@ class AsyncClient:
         return waiter.result()
 
     async def _follow(self, waiter: Waiter) -> None:
-        timeout = httpx.Timeout(self._timeout_s, read=waiter.stream_read_timeout_s())
-        stream = await self._send(waiter.stream_call(), stream=True, timeout=timeout, policy=SINGLE_ATTEMPT)
+        stream = await self._send(waiter.stream_call(), stream=True, timeout=self._stream_timeout(waiter),
+                                    policy=SINGLE_ATTEMPT)
         try:
             async for line in stream.aiter_lines():
                 if waiter.on_line(line):
@@ -94,10 +93,6 @@ class AsyncClient:
         finally:
             await response.aclose()
         return sink.written
-
-    def pdf_url(self, job: Job) -> str:
-        """As `Client.pdf_url` (no request is made)."""
-        return str(self._http.base_url.join(job.links["pdf"]))
 
     async def cancel_job(self, job: Job | str) -> Job:
         return Job.from_resource((await self._send(calls.cancel_job(job))).json())
@@ -132,6 +127,7 @@ class AsyncClient:
                                            headers=call.headers, timeout=timeout or self._timeout_s)
         attempt = 0
         while True:
+            outcome: httpx.Response | httpx.TransportError
             try:
                 response = await self._http.send(request, stream=True)
                 if stream and response.is_success:
@@ -141,14 +137,10 @@ class AsyncClient:
                 finally:
                     await response.aclose()
             except httpx.TransportError as error:
-                delay = policy.after_error(call, error, attempt)
-                if delay is None:
-                    raise
+                outcome = error
             else:
                 if response.is_success:
                     return response
-                delay = policy.after_response(response, attempt)
-                if delay is None:
-                    raise ApiError.from_response(response, retry_after_s(response))
+                outcome = response
+            await asyncio.sleep(policy.next_delay(call, attempt, outcome))
             attempt += 1
-            await asyncio.sleep(delay)

@@ -51,8 +51,8 @@ def plural(count: int, noun: str) -> str:
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
     """A path to an existing .html file is sent inline; anything else names a built-in template."""
     source = Path(args.template)
-    body: dict[str, Any] = ({"html": source.read_text(encoding="utf-8")} if source.suffix == ".html" and source.is_file()
-                            else {"template": args.template})
+    inline = source.suffix == ".html" and source.is_file()
+    body: dict[str, Any] = {"html": source.read_text(encoding="utf-8")} if inline else {"template": args.template}
     body["data"] = json.loads(Path(args.data).read_text(encoding="utf-8")) if args.data else {}
     body["priority"] = args.priority
     if args.output or args.filename:

@@ -9,26 +9,24 @@ from typing import Any, Iterable, Iterator, Mapping
 import httpx
 
 from pdfq import calls, config
+from pdfq.base import ClientBase
 from pdfq.calls import DEFAULT_PAGE_SIZE, Call
 from pdfq.errors import ApiError
 from pdfq.models import Job, JobStatus, Priority, Template
-from pdfq.retry import DEFAULT_MAX_RETRIES, SINGLE_ATTEMPT, RetryPolicy, retry_after_s
+from pdfq.retry import DEFAULT_MAX_RETRIES, SINGLE_ATTEMPT, RetryPolicy
 from pdfq.sink import Destination, PdfSink
 from pdfq.waiting import DEFAULT_WAIT_TIMEOUT_S, OnUpdate, Waiter
 
 
 
-class Client:
+class Client(ClientBase):
     """A connection pool to one service with one API key; close it (or use `with`) when done."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout_s: float = config.DEFAULT_TIMEOUT_S, max_retries: int = DEFAULT_MAX_RETRIES,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self.base_url = config.service_url(base_url)
-        self._timeout_s = timeout_s
-        self._retry = RetryPolicy(max_retries=max_retries)
-        self._http = httpx.Client(base_url=self.base_url, headers=config.headers(config.api_key(api_key)),
-                                  timeout=timeout_s, transport=transport)
+        super().__init__(base_url, api_key, timeout_s, max_retries)
+        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout_s, transport=transport)
 
     def __enter__(self) -> Client:
         return self
@@ -85,8 +83,8 @@ class Client:
 
     def _follow(self, waiter: Waiter) -> None:
         """Read the job's stream until the job ends or the stream does."""
-        timeout = httpx.Timeout(self._timeout_s, read=waiter.stream_read_timeout_s())
-        stream = self._send(waiter.stream_call(), stream=True, timeout=timeout, policy=SINGLE_ATTEMPT)
+        stream = self._send(waiter.stream_call(), stream=True, timeout=self._stream_timeout(waiter),
+                            policy=SINGLE_ATTEMPT)
         with closing(stream):
             for line in stream.iter_lines():
                 if waiter.on_line(line):
@@ -98,11 +96,6 @@ class Client:
             for chunk in response.iter_bytes():
                 sink.write(chunk)
         return sink.written
-
-    def pdf_url(self, job: Job) -> str:
-        """The job's PDF link with its token, for a browser (valid for the service's LINK_TTL_S after `job` was
-        read: read the job again for a fresh one)."""
-        return str(self._http.base_url.join(job.links["pdf"]))
 
     def cancel_job(self, job: Job | str) -> Job:
         return Job.from_resource(self._send(calls.cancel_job(job)).json())
@@ -137,6 +130,7 @@ class Client:
                                            headers=call.headers, timeout=timeout or self._timeout_s)
         attempt = 0
         while True:
+            outcome: httpx.Response | httpx.TransportError
             try:
                 response = self._http.send(request, stream=True)
                 if stream and response.is_success:
@@ -144,14 +138,10 @@ class Client:
                 with closing(response):
                     response.read()
             except httpx.TransportError as error:
-                delay = policy.after_error(call, error, attempt)
-                if delay is None:
-                    raise
+                outcome = error
             else:
                 if response.is_success:
                     return response
-                delay = policy.after_response(response, attempt)
-                if delay is None:
-                    raise ApiError.from_response(response, retry_after_s(response))
+                outcome = response
+            time.sleep(policy.next_delay(call, attempt, outcome))
             attempt += 1
-            time.sleep(delay)

@@ -9,6 +9,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from pdfq.calls import Call
+from pdfq.errors import ApiError
 
 DEFAULT_MAX_RETRIES = 3
 """How many times one request is sent again before its error reaches the caller."""
@@ -60,6 +61,19 @@ class RetryPolicy:
         if attempt >= self.max_retries or not (unsent or call.retry_safe):
             return None
         return self._backoff(attempt)
+
+    def next_delay(self, call: Call, attempt: int, outcome: httpx.Response | httpx.TransportError) -> float:
+        """Seconds to wait before sending `call` again after this failed `attempt`; raises `ApiError` (or the
+        network error) when it is not to be sent again."""
+        if isinstance(outcome, httpx.TransportError):
+            delay = self.after_error(call, outcome, attempt)
+            if delay is None:
+                raise outcome
+            return delay
+        delay = self.after_response(outcome, attempt)
+        if delay is None:
+            raise ApiError.from_response(outcome, retry_after_s(outcome))
+        return delay
 
     @staticmethod
     def _backoff(attempt: int) -> float:
