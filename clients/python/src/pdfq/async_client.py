@@ -75,7 +75,7 @@ class AsyncClient(ClientBase):
 
     async def _follow(self, waiter: Waiter) -> None:
         stream = await self._send(waiter.stream_call(), stream=True, timeout=self._stream_timeout(waiter),
-                                    policy=SINGLE_ATTEMPT)
+                                  policy=SINGLE_ATTEMPT)
         try:
             async for line in stream.aiter_lines():
                 if waiter.on_line(line):
