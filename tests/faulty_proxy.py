@@ -18,7 +18,9 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 @dataclass
 class Rule:
-    """What to do with the next `times` requests whose method matches and whose path contains `path`."""
+    """What to do with the next `times` requests whose method matches and whose path contains `path`: `refuse`
+    without forwarding, `lose` the service's answer and refuse, `cut` the answer (an event stream after
+    `cut_after_events` events, any other body half-way), `stall` (headers, then silence), or `pass`."""
 
     method: str
     path: str
@@ -126,6 +128,12 @@ class FaultyProxy:
             content = answer.read()
             handler.send_header("Content-Length", str(len(content)))
             handler.end_headers()
+            if rule and rule.action == "cut":  # half the body, then the connection goes
+                handler.wfile.write(content[:len(content) // 2])
+                handler.wfile.flush()
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                handler.close_connection = True
+                return None
             handler.wfile.write(content)
         finally:
             upstream.close()

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import httpx
 import pytest
 from pypdf import PdfReader
 
@@ -96,6 +97,16 @@ def test_submit_wait_and_download_write_the_pdf(live_api: LiveServer, flavour: s
     buffer = io.BytesIO()
     assert run(flavour, live_api.url, "download", job.id, buffer) == written and buffer.getvalue() == content
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_broken_download_leaves_no_partial_file(proxy: FaultyProxy, flavour: str, tmp_path: Path) -> None:
+    """A download cut half-way raises the network error and leaves neither the PDF's name nor a temporary file."""
+    done = run(flavour, proxy.url, "wait_for_job", run(flavour, proxy.url, "submit_job", html="<p>cut</p>"))
+    proxy.rules.append(Rule("GET", "/pdf", "cut"))
+    with pytest.raises(httpx.TransportError):
+        run(flavour, proxy.url, "download", done, tmp_path / "cut.pdf")
+    assert list(tmp_path.iterdir()) == []
+    assert run(flavour, proxy.url, "download", done, tmp_path / "cut.pdf") == done.result.bytes
 
 
 def test_failed_job_raises_job_failed_and_can_be_retried(live_api: LiveServer, flavour: str) -> None:
