@@ -13,8 +13,8 @@ from rq.registry import FailedJobRegistry
 from api.context import EXTENSION
 from api.errors import ApiError
 from shared.config import Settings
-from shared.records import status_of
-from shared.requeue import RERUNNABLE_STATUSES, is_render_job, rerun_once
+from shared.records import RERUNNABLE_STATUSES, status_of
+from shared.requeue import is_render_job, rerun_once
 
 DASHBOARD_PREFIX = "/admin/rq"
 DASHBOARD_BLUEPRINT = "rq_dashboard"

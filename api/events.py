@@ -12,6 +12,7 @@ from api.auth import require_tenant_or_token
 from api.context import ctx
 from api.jobs import resource
 from api.lookup import find_job
+from shared.job_state import JobState
 from shared.records import FINAL_STATUSES, status_of
 
 bp = Blueprint("events", __name__)
@@ -42,7 +43,8 @@ def job_events(job_id: str) -> Response:
                 except NoSuchJobError:
                     return
                 # The cheap part of the resource decides; the full one (queue position) only when sent.
-                state = (status_of(job), job.meta.get("progress"), job.meta.get("attempts", 0))
+                job_state = JobState.from_job(job)
+                state = (status_of(job), job_state.progress, job_state.attempts)
                 if state != last_state:
                     last_state = state
                     last_sent = time.monotonic()

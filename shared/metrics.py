@@ -36,10 +36,20 @@ def record_enqueued(pipe: Pipeline, *, priority: str) -> None:
     pipe.hincrby(keys.stats("enqueued"), priority, 1)
 
 
-def record_completed(pipe: Pipeline, *, job_id: str, priority: str, tenant: str, render_s: float,
-                     pages: int, worker: str, peak_rss_mb: float) -> None:
+@dataclass(frozen=True)
+class RenderFigures:
+    """What a completed render adds to the figures: its time (s), pages, and its worker's peak memory (MB)."""
+
+    render_s: float
+    pages: int
+    worker: str
+    peak_rss_mb: float
+
+
+def record_completed(pipe: Pipeline, *, job_id: str, priority: str, tenant: str, figures: RenderFigures) -> None:
     """One job's success: counters, exact histogram buckets, recent times, throughput and memory."""
     now = time.time()
+    render_s, pages, worker, peak_rss_mb = figures.render_s, figures.pages, figures.worker, figures.peak_rss_mb
     pipe.hincrby(keys.stats("completed"), priority, 1)
     pipe.hincrby(keys.stats("pages"), priority, pages)
     bucket = next((b for b in RENDER_BUCKETS_S if render_s <= b), "+Inf")

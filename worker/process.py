@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus as RQStatus
+from rq.job import Job
 from rq.queue import Queue
 from rq.registry import CanceledJobRegistry
 from rq.utils import now
@@ -23,7 +23,9 @@ from rq.worker import WorkerStatus
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.events import announce
+from shared.job_state import JobState
 from shared.queues import queue_for
+from shared.records import FINAL_RQ_STATUSES
 from shared.template_catalog import load_catalog
 from worker.jobs import record_failure
 from worker.limits import cap_memory
@@ -40,7 +42,6 @@ WORKER_TTL_S = 30
 REGISTRATION_GRACE_S = 10
 """A worker's key outlives its last heartbeat by at most WORKER_TTL_S + this (RQ allows + 60): a killed worker
 stops counting (readiness, wait estimates) within 40 s. Busy workers beat every 5 s, idle ones every 15 s."""
-FINAL_RQ_STATUSES = frozenset({RQStatus.FINISHED, RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED})
 
 
 class PdfWorker(Worker):
@@ -99,11 +100,13 @@ class PdfWorker(Worker):
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         # The horse's meta updates never reached this (parent) copy of the job; RQ re-saves it next.
-        job.meta = job.get_meta(refresh=True)
+        state = JobState.from_job(job, refresh=True)
+        state.apply(job)
         if self._requeue_on_shutdown:
             # A deploy is not the job's fault: give the attempt back so the retry is free.
             job.retries_left = (job.retries_left or 0) + 1
-            job.meta["attempts"] = max(0, job.meta.get("attempts", 1) - 1)
+            state.attempts = max(0, state.attempts - 1)
+            state.apply(job)
             record_failure(job, "worker_shutdown", "the worker shut down; the job was returned to its queue",
                            permanent=False)
             return

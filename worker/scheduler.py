@@ -15,6 +15,7 @@ from rq_scheduler import Scheduler
 from shared import schedules
 from shared.config import Settings
 from shared.connection import connect
+from shared.job_state import cron_string
 from shared.logs import configure_logging
 from shared.queues import Priority
 
@@ -80,7 +81,7 @@ def _registered_as(scheduler: Scheduler, job_id: str) -> tuple[str | None, str, 
         job = Job.fetch(job_id, connection=scheduler.connection)
     except NoSuchJobError:
         return None
-    return job.meta.get("cron_string"), job.func_name, job.origin
+    return cron_string(job), job.func_name, job.origin
 
 
 def register_system_schedules(scheduler: Scheduler) -> None:
