@@ -8,11 +8,12 @@ from typing import Any
 from flask import Blueprint, Response, g, request, url_for
 from pydantic import ValidationError
 from rq.job import Job, JobStatus as RQStatus
+from werkzeug.exceptions import MethodNotAllowed
 
 from api.admission import check_capacity, claim_idempotency, idempotency_key, json_body, release_idempotency
 from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
-from api.errors import ApiError, validation_problem
+from api.errors import ApiError, field_problem, validation_problem
 from api.lookup import find_job, was_expired
 from shared import keys
 from shared.cancel import AlreadyFinished, cancel
@@ -113,6 +114,13 @@ def create_batch() -> Any:
     return {"jobs": created}, 202
 
 
+@bp.url_value_preprocessor
+def _batch_is_not_a_job(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """`/v1/jobs/batch` is a known route taking only POST: GET or DELETE on it is 405, not a missing job."""
+    if endpoint in ("jobs.get_job", "jobs.cancel_job") and (values or {}).get("job_id") == "batch":
+        raise MethodNotAllowed(valid_methods=["POST"])
+
+
 @bp.get("/<job_id>")
 @require_tenant
 def get_job(job_id: str) -> Any:
@@ -124,12 +132,10 @@ def get_job(job_id: str) -> Any:
 def list_jobs() -> Any:
     status = request.args.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
-        raise ApiError(422, "validation_error", f"unknown status {status!r}",
-                       errors=[{"field": "status", "message": "not a job status"}])
+        raise field_problem("status", "not a job status", f"unknown status {status!r}")
     limit = ascii_int(request.args.get("limit", str(DEFAULT_LIST_LIMIT)))
     if limit is None or not 1 <= limit <= MAX_LIST_LIMIT:
-        raise ApiError(422, "validation_error", f"limit must be 1..{MAX_LIST_LIMIT}",
-                       errors=[{"field": "limit", "message": f"must be an integer 1..{MAX_LIST_LIMIT}"}])
+        raise field_problem("limit", f"must be an integer 1..{MAX_LIST_LIMIT}", f"limit must be 1..{MAX_LIST_LIMIT}")
     connection = ctx().connection
     index = keys.tenant_jobs(g.tenant)
     cursor = request.args.get("cursor")
@@ -137,8 +143,7 @@ def list_jobs() -> Any:
     if cursor:
         rank = connection.zrevrank(index, cursor)
         if rank is None:
-            raise ApiError(422, "validation_error", "unknown or expired cursor",
-                           errors=[{"field": "cursor", "message": "unknown or expired"}])
+            raise field_problem("cursor", "unknown or expired", "unknown or expired cursor")
         start = rank + 1
     found: list[Job] = []
     next_cursor = None

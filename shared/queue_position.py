@@ -57,12 +57,13 @@ class QueueSnapshot:
                  from_end: int | None = None) -> dict[str, float | int | None]:
         """Jobs ahead across all higher queues plus this queue (0 = next), and the wait that implies.
 
-        `from_end` (jobs behind it) places a job just enqueued without scanning its queue.
+        `from_end` (jobs behind it) places a job just enqueued without scanning its queue. A queued job no
+        longer in its queue's list has been popped by a worker that has not yet marked it started: it is next.
         """
         own = (self.lengths[priority] - 1 - from_end if from_end is not None
                else queue_for(priority, connection).get_job_position(job_id))
         if own is None or own < 0:
-            return {"queue_position": None, "estimated_wait_s": None}
+            return {"queue_position": 0, "estimated_wait_s": 0.0}
         ahead = own
         for higher in QUEUE_ORDER:
             if higher.value == priority:

@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 import pytest
 from pypdf import PdfReader
+from rq import Queue
 
+from api.context import EXTENSION
 from shared.logs import JsonFormatter
 from tests.conftest import JobsClient
 from tests.support import WorkerProcess, newest_child, wait_until
@@ -115,6 +117,17 @@ def test_queued_job_reports_position_and_wait(no_workers: None, jobs: JobsClient
     assert jobs.get(first["id"])["queue_position"] == 1
     assert jobs.get(second["id"])["queue_position"] == 2
     assert jobs.get(second["id"])["estimated_wait_s"] > jobs.get(first["id"])["estimated_wait_s"] > 0
+
+
+def test_job_popped_but_not_yet_started_is_next(no_workers: None, jobs: JobsClient, client) -> None:
+    """A queued job a worker has taken off its queue but not yet started reads as next: position 0, wait 0."""
+    job = jobs.submit({"html": "<p>1</p>", "priority": "low"})
+    connection = client.application.extensions[EXTENSION].connection
+    # A worker's dequeue first pops the id off the queue list and only later marks the job started.
+    assert connection.lpop(Queue("low", connection=connection).key) == job["id"].encode()
+    popped = jobs.get(job["id"])
+    assert popped["status"] == "queued"
+    assert (popped["queue_position"], popped["estimated_wait_s"]) == (0, 0)
 
 
 def test_list_is_newest_first_with_cursor_and_status_filter(no_workers: None, jobs: JobsClient, client, auth) -> None:

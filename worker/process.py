@@ -21,7 +21,7 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from shared.config import Settings
-from shared.errors import ConfigError
+from shared.errors import ConfigError, TemplateError
 from shared.events import announce
 from shared.job_state import JobState
 from shared.queues import queue_for
@@ -117,11 +117,17 @@ class PdfWorker(Worker):
         record_failure(job, "worker_lost", f"the render process died (wait status {ret_val})", permanent=False)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        """RQ's version logs the exception text, which can quote template data: log its type and frames only."""
-        exc_type, _, tb = exc_info
-        frames = "".join(traceback.format_tb(tb)) if tb is not None else ""
-        log.error("job raised", extra={"job_id": job.id, "queue": job.origin, "exception": exc_type.__name__,
-                                       "frames": frames})
+        """RQ's version logs the exception text, which can quote template data: log its type and frames only.
+
+        A template error is the tenant's own mistake, never retried: a warning with its code, no frames.
+        """
+        exc_type, exc, tb = exc_info
+        if isinstance(exc, TemplateError):
+            log.warning("job template error", extra={"job_id": job.id, "queue": job.origin, "code": exc.code})
+        else:
+            frames = "".join(traceback.format_tb(tb)) if tb is not None else ""
+            log.error("job raised", extra={"job_id": job.id, "queue": job.origin, "exception": exc_type.__name__,
+                                           "frames": frames})
         for handler in self._exc_handlers:
             if handler(job, *exc_info) is False:
                 break
