@@ -8,14 +8,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from redis import Redis
-from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from api.auth import require_tenant
 from api.context import ctx
 from shared.metrics import RENDER_BUCKETS_S, FleetStats, percentile
 from shared.queues import QUEUE_ORDER, all_queues
-from shared.workers import live_count
+from shared.workers import live_count, live_workers
 
 bp = Blueprint("metrics", __name__)
 
@@ -77,7 +76,7 @@ def queue_stats() -> Any:
             "failed": FailedJobRegistry(queue=queue).count,
             "scheduled": ScheduledJobRegistry(queue=queue).count,
         }
-    workers = Worker.all(connection=connection)
+    workers = live_workers(connection)
     recent = stats.recent_render_ms
     return {
         "queues": queues,

@@ -21,7 +21,7 @@ def progress_bar(job: dict[str, Any]) -> str:
     percent = job["progress"]["percent"]
     filled = BAR_WIDTH * percent // 100
     where = f" (#{job['queue_position']} in queue)" if job.get("queue_position") is not None else ""
-    return f"\r[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {percent:3d}% {job['status']}: {job['progress']['step']}{where}"
+    return f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {percent:3d}% {job['status']}: {job['progress']['step']}{where}"
 
 
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -37,10 +37,14 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def wait_for(client: Client, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """Follow the job on one status line, each redraw padded over the longer line it replaces."""
     final = job
+    drawn = 0
     for _event, final in client.events(job):
         if not quiet:
-            print(progress_bar(final), end="", file=sys.stderr, flush=True)
+            line = progress_bar(final)
+            print("\r" + line.ljust(drawn), end="", file=sys.stderr, flush=True)
+            drawn = len(line)
     if not quiet:
         print(file=sys.stderr)
     return final
@@ -59,7 +63,8 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         return EXIT_JOB_FAILED
     output = Path(args.output or final["filename"])
     output.write_bytes(client.download(final["id"]))
-    print(f"{output} ({final['result']['pages']} pages, {final['result']['bytes']} bytes)", file=sys.stderr)
+    pages = final["result"]["pages"]
+    print(f"{output} ({pages} page{'' if pages == 1 else 's'}, {final['result']['bytes']} bytes)", file=sys.stderr)
     return 0
 
 
@@ -101,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(client, args)
     except ApiProblem as exc:
         print(f"pdfq: {exc}", file=sys.stderr)
+        if exc.status == 401:
+            print("pdfq: set PDFQ_API_KEY to your API key (the service refused the one sent)", file=sys.stderr)
         return EXIT_ERROR
     except (requests.ConnectionError, requests.Timeout) as exc:
         print(f"pdfq: cannot reach {client.base_url}: {type(exc).__name__}", file=sys.stderr)

@@ -7,7 +7,6 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from rq import Queue
 
 from shared import keys
 from shared.queues import QUEUE_ORDER, queue_for
@@ -37,7 +36,7 @@ class QueueSnapshot:
         grows only with the number of workers (a few EXISTS each).
         """
         for priority in QUEUE_ORDER:
-            pipe.llen(f"{Queue.redis_queue_namespace_prefix}{priority.value}")
+            pipe.llen(keys.rq_queue(priority.value))
         pipe.lrange(keys.stats("render_ms"), 0, RECENT_FOR_ESTIMATE - 1)
         add_live_count(pipe)
 

@@ -16,9 +16,11 @@ from tests.support import ROOT, LiveServer
 pytestmark = pytest.mark.usefixtures("workers", "redis")
 
 
-def pdfq(server: LiveServer, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def pdfq(server: LiveServer, *args: str, cwd: Path,
+         api_key: str = TENANT_KEYS["acme"]) -> subprocess.CompletedProcess[str]:
+    """The installed `pdfq` command, importing this checkout's `cli` package (PYTHONPATH)."""
     binary = shutil.which("pdfq", path=str(Path(ROOT / ".venv" / "bin"))) or "pdfq"
-    env = {"PDFQ_URL": server.url, "PDFQ_API_KEY": TENANT_KEYS["acme"], "PATH": "/usr/bin:/bin"}
+    env = {"PDFQ_URL": server.url, "PDFQ_API_KEY": api_key, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     return subprocess.run([binary, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -29,7 +31,9 @@ def test_submit_wait_downloads_a_valid_pdf(live_api: LiveServer, tmp_path: Path)
     result = pdfq(live_api, "submit", "invoice.html", "--data", "data.json", "--priority", "high", "--wait",
                   "-o", "invoice.pdf", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "100%" in result.stderr and "invoice.pdf" in result.stderr
+    assert "100%" in result.stderr and "invoice.pdf (1 page," in result.stderr
+    redraws = result.stderr.splitlines()[0].split("\r")[1:]
+    assert all(len(later) >= len(earlier) for earlier, later in zip(redraws, redraws[1:])), redraws
     reader = PdfReader(io.BytesIO((tmp_path / "invoice.pdf").read_bytes()))
     assert len(reader.pages) == 1 and "CLI-4242" in reader.pages[0].extract_text()
 
@@ -50,6 +54,12 @@ def test_failed_job_exits_non_zero_with_the_error(live_api: LiveServer, tmp_path
     result = pdfq(live_api, "submit", "broken.html", "--wait", cwd=tmp_path)
     assert result.returncode == 1
     assert "template_error" in result.stderr and "missing_field" in result.stderr
+
+
+def test_refused_key_names_the_setting(live_api: LiveServer, tmp_path: Path) -> None:
+    """A 401 tells the CLI user which environment variable holds the API key."""
+    result = pdfq(live_api, "status", "x", cwd=tmp_path, api_key="not-a-key")
+    assert result.returncode == 2 and "401 unauthorized" in result.stderr and "PDFQ_API_KEY" in result.stderr
 
 
 def test_status_and_cancel(live_api: LiveServer, tmp_path: Path) -> None:

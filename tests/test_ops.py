@@ -8,10 +8,12 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import pytest
 from flask.testing import FlaskClient
+from playwright.sync_api import Page
 from prometheus_client.parser import text_string_to_metric_families
 from pypdf import PdfReader
 from redis import Redis
@@ -20,7 +22,7 @@ from rq import Queue, Worker
 from api import create_app
 from shared.config import Settings
 from tests.conftest import AuthActions, JobsClient
-from tests.support import ROOT, RedisServer, WorkerProcess, kill_tree, wait_until
+from tests.support import ROOT, LiveServer, RedisServer, WorkerProcess, kill_tree, wait_until
 
 LIVE_DB = 5
 """A database only the worker-counting test uses, so no other test's workers are counted."""
@@ -99,6 +101,35 @@ def test_dashboard_requires_basic_auth_and_reads_our_redis(dashboard: FlaskClien
     app = dashboard.application
     assert app.redis_conn is app.extensions["pdfq"].connection, "it uses the app's own client"  # type: ignore
     assert dashboard.get("/admin/rq/1/data/queues.json", headers=DASHBOARD).status_code == 404
+
+
+def test_dashboard_shows_queues_and_requeue_in_a_real_browser(private_db: dict[str, str], jobs: JobsClient,
+                                                                spawn_worker: Callable[..., WorkerProcess],
+                                                                page: Page, tmp_path: Path) -> None:
+    """In headless Chromium the dashboard fills its queue table and shows a failed job's Requeue button;
+    its favicon loads, and only its HTML pages allow 'unsafe-eval'."""
+    spawn_worker(private_db)
+    failed = jobs.wait(jobs.submit({"html": "<p>{{ nope }}</p>", "max_retries": 0})["id"])
+    assert failed["status"] == "failed"
+    server = LiveServer({**private_db, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "s3cret-dash"},
+                        tmp_path / "gunicorn.log")
+    try:
+        page.set_extra_http_headers(DASHBOARD)
+        refused: list[str] = []
+        page.on("console", lambda message: refused.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.goto(f"{server.url}/admin/rq/0/view/queues")
+        page.locator("#queues tbody tr", has_text="normal").wait_for(timeout=15_000)
+        page.goto(f"{server.url}/admin/rq/0/view/jobs/normal/failed/8/asc/1")
+        row = page.locator("#jobs tbody tr", has_text=failed["id"])
+        row.locator("[data-role=requeue-job-btn]").wait_for(timeout=15_000)
+        assert refused == []
+        favicon = page.request.get(f"{server.url}/static/favicon.ico")
+        assert favicon.status == 200 and favicon.headers["content-type"].startswith("image/")
+        data = page.request.get(f"{server.url}/admin/rq/0/data/queues.json")
+        assert "'unsafe-eval'" not in data.headers["content-security-policy"]
+    finally:
+        server.stop()
 
 
 def test_dashboard_connects_with_the_apps_tls_options(env: dict[str, str]) -> None:

@@ -129,3 +129,10 @@ def test_job_canceled_before_it_starts_is_not_rendered(private_db: dict[str, str
     after = jobs.get(job["id"])
     assert after["status"] == "canceled" and after["result"] is None and after["attempts"] == 0
     assert queued.return_value() is None
+
+
+def test_worker_start_registers_every_queue(private_db: dict[str, str], redis: Redis, spawn_worker: Spawn) -> None:
+    """A freshly started worker names all four queues in RQ's queue set, so `rq info` lists them before any job."""
+    assert Queue.all(connection=redis) == []
+    spawn_worker(private_db)
+    assert sorted(queue.name for queue in Queue.all(connection=redis)) == ["high", "low", "normal", "urgent"]

@@ -24,7 +24,7 @@ from shared.config import Settings
 from shared.errors import ConfigError, TemplateError
 from shared.events import announce
 from shared.job_state import JobState
-from shared.queues import queue_for
+from shared.queues import queue_for, register_queues
 from shared.records import FINAL_RQ_STATUSES
 from shared.template_catalog import load_catalog
 from worker.jobs import record_failure
@@ -197,6 +197,7 @@ def warm_up() -> None:
 
 
 def build_worker(connection: Redis, settings: Settings) -> PdfWorker:
+    register_queues(connection)
     queues = [queue_for(name, connection) for name in settings.worker_queues]
     return PdfWorker(queues, connection=connection, job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
                      maintenance_interval=settings.worker_maintenance_interval_s, worker_ttl=WORKER_TTL_S,
