@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ from pypdf import PdfReader
 from rq import Queue
 
 from api.context import EXTENSION
+from shared.links import link_signature
 from shared.logs import JsonFormatter
 from tests.conftest import JobsClient
 from tests.support import WorkerProcess, newest_child, wait_until
@@ -105,6 +107,19 @@ def test_link_token_is_scoped_to_its_route_and_job(jobs: JobsClient, client) -> 
     assert client.get(f"/v1/jobs/{done['id']}/pdf?token={events_token}").status_code == 401
     assert client.get(f"/v1/jobs/{done['id']}/pdf?token={token[:-2]}xx").status_code == 401
     assert client.get(f"/v1/jobs/{done['id']}/pdf?token=1.{token.split('.')[1]}").status_code == 401
+
+
+def test_link_token_stops_working_when_it_expires(jobs: JobsClient, client) -> None:
+    """A correctly signed token opens the PDF until its expiry time and answers 401 from then on."""
+    done = jobs.wait(jobs.submit({"html": "<p>expiring</p>"})["id"])
+    secret = client.application.extensions[EXTENSION].settings.secret_key
+
+    def token(expires: int) -> str:
+        return f"{expires}.{link_signature(secret, 'acme', done['id'], 'pdf', expires)}"
+
+    assert client.get(f"/v1/jobs/{done['id']}/pdf?token={token(int(time.time()) + 60)}").status_code == 200
+    expired = client.get(f"/v1/jobs/{done['id']}/pdf?token={token(int(time.time()) - 1)}")
+    assert expired.status_code == 401 and expired.json["code"] == "unauthorized"
 
 
 def test_queued_job_reports_position_and_wait(no_workers: None, jobs: JobsClient) -> None:
