@@ -8,9 +8,11 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import pikepdf
 import pytest
 from flask.testing import FlaskClient
 from playwright.sync_api import Page
@@ -191,7 +193,6 @@ def test_daily_report_pdf_has_figures_and_charts(jobs: JobsClient, client, auth:
     for i in range(3):
         jobs.wait(jobs.submit({"html": f"<p>{i}</p>"}, tenant="globex")["id"], tenant="globex")
     jobs.wait(jobs.submit({"html": "{{ nope }}"})["id"])
-    from datetime import datetime, timezone
 
     today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
     Queue("urgent", connection=redis).enqueue("worker.maintenance.daily_report", today)
@@ -206,6 +207,24 @@ def test_daily_report_pdf_has_figures_and_charts(jobs: JobsClient, client, auth:
     drawing = reader.pages[0].get_contents().get_data()
     assert drawing.count(b" re") >= 6, "bar charts are drawn as rectangles"
     assert client.get(f"/v1/jobs/{report_id}", headers=auth.headers("acme")).status_code == 404
+
+
+@pytest.mark.usefixtures("workers")
+def test_operator_makes_a_report_now_on_one_page_in_the_documents_font(base_env: dict[str, str], jobs: JobsClient,
+                                                                       client, auth: AuthActions) -> None:
+    """`python -m worker.ops_report DAY` enqueues the report at once; it fits one page, charts in Inter."""
+    jobs.wait(jobs.submit({"html": "<p>counted</p>"})["id"])
+    today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
+    made = subprocess.run([sys.executable, "-m", "worker.ops_report", today], cwd=ROOT, env=base_env,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    report_id = made.stdout.strip()
+    assert report_id.startswith(f"ops-report-{today}") and "/pdf" in made.stderr
+    assert jobs.wait(report_id, tenant="ops")["status"] == "completed"
+    pdf = pikepdf.open(io.BytesIO(client.get(f"/v1/jobs/{report_id}/pdf", headers=auth.headers("ops")).data))
+    assert len(pdf.pages) == 1, "the render-time chart shares the page with the other figures"
+    fonts = {str(font.BaseFont).split("+")[-1] for page in pdf.pages for font in page.Resources.Font.values()}
+    assert fonts and all(name.startswith("Inter") for name in fonts), fonts
 
 
 def test_worker_logs_are_json_with_job_fields_and_no_template_data(private_db: dict[str, str], jobs: JobsClient,
