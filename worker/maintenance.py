@@ -1,4 +1,4 @@
-"""System jobs the scheduler runs: retention cleanup, the queue status line, the daily operations report."""
+"""System jobs the scheduler runs: the queue status line and the daily operations report."""
 from __future__ import annotations
 
 import logging
@@ -19,13 +19,6 @@ log = logging.getLogger(__name__)
 OPS_TENANT = "ops"
 """Tenant that owns the daily operations reports; give it a key in API_KEYS to download them."""
 REPORT_TEMPLATE = "internal/ops_report.html"
-
-
-def cleanup_expired() -> dict[str, int]:
-    """Delete PDFs past retention (storage with no TTL of its own keeps none after this)."""
-    removed = get_runtime().storage.purge_expired()
-    log.info("retention cleanup", extra={"pdfs_removed": removed})
-    return {"pdfs_removed": removed}
 
 
 def queue_status() -> dict[str, Any]:
