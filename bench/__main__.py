@@ -122,7 +122,7 @@ class Bench:
             ended_before = self.ended_count()
             job_id = self.submit(1, threads=1)[0]
             job = self.wait_done([job_id], ended_before)[0]
-            waits.append((parse_time(job.meta["started_at"]) - job.created_at.timestamp()) * 1000)
+            waits.append((parse_time(JobState.from_job(job).started_at) - job.created_at.timestamp()) * 1000)
         return waits
 
     def latency(self, seconds: int) -> dict[str, Any]:
@@ -189,9 +189,10 @@ def _answers(url: str) -> bool:
 
 
 def timeline(jobs: list[Job]) -> dict[str, dict[str, float]]:
-    waits = [(parse_time(j.meta["started_at"]) - j.created_at.timestamp()) * 1000 for j in jobs]
-    parts = {"enqueue_to_start_ms": waits, "render_ms": [JobState.from_job(j).render_ms for j in jobs],
-             "store_ms": [j.meta["store_ms"] for j in jobs]}
+    states = [JobState.from_job(j) for j in jobs]
+    waits = [(parse_time(s.started_at) - j.created_at.timestamp()) * 1000 for s, j in zip(states, jobs)]
+    parts = {"enqueue_to_start_ms": waits, "render_ms": [s.render_ms for s in states],
+             "store_ms": [s.store_ms for s in states]}
     return {name: {"median": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)}
             for name, v in parts.items()}
 
