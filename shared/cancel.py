@@ -82,8 +82,9 @@ def _cancel_waiting(connection: Redis, job: Job, retention_s: int) -> bool:
 
 def _stop_started(connection: Redis, job: Job) -> None:
     """Record the cancel and stop the work-horse; RQ then ends the job `stopped`, which reads as canceled
-    (the worker's stop callback records the ending)."""
-    state = JobState.from_job(job)
+    (the worker's stop callback records the ending). The state is read again first: the worker may have
+    written its attempt since our copy was read."""
+    state = JobState.from_job(job, refresh=True)
     state.canceled, state.finished_at = True, iso(utcnow())
     state.save(job)
     try:
