@@ -54,6 +54,11 @@ class PdfWorker(Worker):
         self._shutdown_timer: threading.Timer | None = None
         self._requeue_on_shutdown = False
 
+    def register_birth(self) -> None:
+        # RQ gives a new registration worker_ttl + 60 s: a worker killed before its first beat would count that long.
+        super().register_birth()
+        self.connection.expire(self.key, self.worker_ttl + REGISTRATION_GRACE_S)
+
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         cap = self.worker_ttl + REGISTRATION_GRACE_S
         super().heartbeat(min(timeout or cap, cap), pipeline=pipeline)
