@@ -10,7 +10,7 @@ from flask import request
 from rq.job import Job
 
 from api.context import ctx
-from api.errors import ApiError
+from api.errors import ApiError, field_problem
 from api.lookup import was_expired
 from shared import admission, keys
 from shared.errors import CapacityExceeded, QueueFull, TenantLimitReached
@@ -81,8 +81,8 @@ def idempotency_key() -> str | None:
     if key is None:
         return None
     if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
-        raise ApiError(422, "validation_error", f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters",
-                       errors=[{"field": "Idempotency-Key", "message": "bad length"}])
+        raise field_problem("Idempotency-Key", "bad length",
+                            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY_CHARS} characters")
     return key
 
 

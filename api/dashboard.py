@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, send_from_directory
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -13,8 +14,8 @@ from rq.registry import FailedJobRegistry
 from api.context import EXTENSION
 from api.errors import ApiError
 from shared.config import Settings
-from shared.records import status_of
-from shared.requeue import RERUNNABLE_STATUSES, is_render_job, rerun_once
+from shared.records import RERUNNABLE_STATUSES, status_of
+from shared.requeue import is_render_job, rerun_once
 
 DASHBOARD_PREFIX = "/admin/rq"
 DASHBOARD_BLUEPRINT = "rq_dashboard"
@@ -22,10 +23,20 @@ REQUEUE_JOB_ENDPOINT = f"{DASHBOARD_BLUEPRINT}.requeue_job_view"
 REQUEUE_ALL_ENDPOINT = f"{DASHBOARD_BLUEPRINT}.requeue_all"
 DASHBOARD_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
                  "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+DASHBOARD_PAGE_CSP = DASHBOARD_CSP.replace("script-src 'self' 'unsafe-inline'",
+                                           "script-src 'self' 'unsafe-inline' 'unsafe-eval'")
+"""rq-dashboard's HTML pages build their tables with underscore's `_.template` (a Function constructor):
+without 'unsafe-eval' every table stays "Loading...". Its JSON and assets keep the stricter policy."""
 
 
-def _no_static_files(filename: str) -> Response:
-    raise ApiError(404, "not_found", "this service serves no static files")
+def _dashboard_favicon(filename: str) -> Response:
+    """Its pages link a favicon through the app's `static` endpoint: serve rq-dashboard's own, nothing else."""
+    if filename != "favicon.ico":
+        raise ApiError(404, "not_found", "this service serves no static files")
+    import rq_dashboard
+
+    return send_from_directory(Path(rq_dashboard.__file__).parent / "static", "favicon.ico",
+                               mimetype="image/vnd.microsoft.icon")
 
 
 def _rerunnable(job_id: str, connection: Redis) -> Job:
@@ -106,7 +117,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     _use_app_connection(app, connection, settings.redis_url)
     if "static" not in app.view_functions:
         # Its pages link a favicon through the app's `static` endpoint, which this API does not serve.
-        app.add_url_rule("/static/<path:filename>", endpoint="static", view_func=_no_static_files)
+        app.add_url_rule("/static/<path:filename>", endpoint="static", view_func=_dashboard_favicon)
 
     # An app-level hook: a before_request on rq-dashboard's module-global blueprint would be
     # registered again by every create_app() and break the second one.
@@ -131,6 +142,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.after_request
     def dashboard_headers(response: Response) -> Response:
         if request.blueprint == DASHBOARD_BLUEPRINT:
-            response.headers["Content-Security-Policy"] = DASHBOARD_CSP
+            page = response.mimetype == "text/html"
+            response.headers["Content-Security-Policy"] = DASHBOARD_PAGE_CSP if page else DASHBOARD_CSP
             response.headers["X-Frame-Options"] = "DENY"
         return response

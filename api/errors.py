@@ -54,6 +54,16 @@ def problem(error: ApiError) -> Response:
     return response
 
 
+VALIDATION_TITLE = "Validation failed"
+"""The one title of every `validation_error` problem, whichever check raised it."""
+
+
+def field_problem(field: str, message: str, detail: str | None = None) -> ApiError:
+    """422 `validation_error` naming one bad field (a query parameter, a header, the body)."""
+    return ApiError(422, "validation_error", detail or f"{field}: {message}", title=VALIDATION_TITLE,
+                    errors=[{"field": field, "message": message}])
+
+
 def validation_problem(exc: ValidationError, prefix: str = "") -> ApiError:
     """422 naming each bad field as a dotted path, e.g. `data.items` or `jobs[3].template`."""
     errors = []
@@ -64,7 +74,7 @@ def validation_problem(exc: ValidationError, prefix: str = "") -> ApiError:
         message = item["msg"].removeprefix("Value error, ")
         errors.append({"field": path or "body", "message": message})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-    return ApiError(422, "validation_error", detail, title="Validation failed", errors=errors)
+    return ApiError(422, "validation_error", detail, title=VALIDATION_TITLE, errors=errors)
 
 
 def _handle_api_error(error: ApiError) -> Response:

@@ -2,31 +2,28 @@
 from __future__ import annotations
 
 import logging
-import time
+from collections import Counter
 from typing import Any
 
 from flask import Blueprint, Response, g, request, url_for
 from pydantic import ValidationError
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus as RQStatus
-from rq.registry import CanceledJobRegistry, ScheduledJobRegistry
-from rq.utils import current_timestamp
+from werkzeug.exceptions import MethodNotAllowed
 
 from api.admission import check_capacity, claim_idempotency, idempotency_key, json_body, release_idempotency
 from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
-from api.errors import ApiError, validation_problem
+from api.errors import ApiError, field_problem, validation_problem
 from api.lookup import find_job, was_expired
-from shared import keys, metrics
-from shared.enqueue import enqueue_render, enqueue_webhook, new_job_id
-from shared.events import announce
+from shared import keys
+from shared.cancel import AlreadyFinished, cancel
+from shared.enqueue import enqueue_render, new_job_id
+from shared.job_state import JobState
 from shared.links import job_links
 from shared.netguard import BlockedTarget, check_public_url, check_url_shape
 from shared.queue_position import QueueSnapshot
-from shared.queues import queue_for
-from shared.records import FINAL_STATUSES, JobStatus, iso, status_of, to_resource, utcnow
-from shared.requeue import RERUNNABLE_STATUSES, rerun_once
+from shared.records import RERUNNABLE_STATUSES, JobStatus, status_of, to_resource
+from shared.requeue import rerun_once
 from shared.schema import BatchRequest, JobRequest, ascii_int
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -34,22 +31,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
-CANCEL_HANDOFF_WAIT_S = 2.0
-"""How long a cancel waits for a job a worker has just popped to start, so that the stop can reach it."""
-HANDOFF_POLL_S = 0.02
-WAITING_RQ_STATUSES = frozenset({RQStatus.QUEUED, RQStatus.SCHEDULED})
-"""RQ's words for a job that waits in its queue or, between retries, in the retry schedule."""
-# Cancel a job only while it still waits: taking its id out of the queue or the retry schedule is the claim, so a
-# worker that popped it first keeps it (and gets a stop command); the job then expires with retention.
-_CANCEL_WAITING = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
-  return 0
-end
-redis.call('HSET', KEYS[3], 'status', ARGV[2], 'meta', ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
-return 1
-"""
 
 
 def validation_context() -> dict[str, Any]:
@@ -66,16 +47,18 @@ def validation_context() -> dict[str, Any]:
 
 def resource(job: Job, snapshot: QueueSnapshot | None = None, from_end: int | None = None) -> dict[str, Any]:
     """The job resource; `from_end` = jobs enqueued behind it since the snapshot (0 for the newest)."""
+    state = JobState.from_job(job)
     queue_info = None
     if job.get_status(refresh=False) == RQStatus.QUEUED:
         snapshot = snapshot or QueueSnapshot.take(ctx().connection)
-        queue_info = snapshot.position(ctx().connection, job.meta["priority"], job.id, from_end)
-    return to_resource(job, links=job_links(ctx().settings, job.meta["tenant"], job.id), queue_info=queue_info)
+        queue_info = snapshot.position(ctx().connection, state.priority, job.id, from_end)
+    return to_resource(job, links=job_links(ctx().settings, state.tenant, job.id), queue_info=queue_info)
 
 
 def log_fields(job: Job) -> dict[str, Any]:
     """What a lifecycle log line says about a job: never its data, html or css."""
-    return {"job_id": job.id, "tenant": job.meta["tenant"], "queue": job.origin, "template": job.meta["template"]}
+    state = JobState.from_job(job)
+    return {"job_id": job.id, "tenant": state.tenant, "queue": job.origin, "template": state.template}
 
 
 def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -121,13 +104,21 @@ def create_batch() -> Any:
                 for item in batch.jobs]
         QueueSnapshot.add_reads(pipe)
         snapshot = QueueSnapshot.from_replies(pipe.execute())
-    behind = {p: sum(j.meta["priority"] == p for j in jobs) for p in {j.meta["priority"] for j in jobs}}
+    priorities = [item.priority.value for item in batch.jobs]
+    behind = Counter(priorities)
     created = []
-    for job in jobs:  # each job's place from the end of its queue, without scanning the queue
+    for job, priority in zip(jobs, priorities):  # each job's place from the end of its queue, without a scan
         log.info("job accepted", extra=log_fields(job))
-        behind[job.meta["priority"]] -= 1
-        created.append(resource(job, snapshot, from_end=behind[job.meta["priority"]]))
+        behind[priority] -= 1
+        created.append(resource(job, snapshot, from_end=behind[priority]))
     return {"jobs": created}, 202
+
+
+@bp.url_value_preprocessor
+def _batch_is_not_a_job(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """`/v1/jobs/batch` is a known route taking only POST: GET or DELETE on it is 405, not a missing job."""
+    if endpoint in ("jobs.get_job", "jobs.cancel_job") and (values or {}).get("job_id") == "batch":
+        raise MethodNotAllowed(valid_methods=["POST"])
 
 
 @bp.get("/<job_id>")
@@ -141,12 +132,10 @@ def get_job(job_id: str) -> Any:
 def list_jobs() -> Any:
     status = request.args.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
-        raise ApiError(422, "validation_error", f"unknown status {status!r}",
-                       errors=[{"field": "status", "message": "not a job status"}])
+        raise field_problem("status", "not a job status", f"unknown status {status!r}")
     limit = ascii_int(request.args.get("limit", str(DEFAULT_LIST_LIMIT)))
     if limit is None or not 1 <= limit <= MAX_LIST_LIMIT:
-        raise ApiError(422, "validation_error", f"limit must be 1..{MAX_LIST_LIMIT}",
-                       errors=[{"field": "limit", "message": f"must be an integer 1..{MAX_LIST_LIMIT}"}])
+        raise field_problem("limit", f"must be an integer 1..{MAX_LIST_LIMIT}", f"limit must be 1..{MAX_LIST_LIMIT}")
     connection = ctx().connection
     index = keys.tenant_jobs(g.tenant)
     cursor = request.args.get("cursor")
@@ -154,8 +143,7 @@ def list_jobs() -> Any:
     if cursor:
         rank = connection.zrevrank(index, cursor)
         if rank is None:
-            raise ApiError(422, "validation_error", "unknown or expired cursor",
-                           errors=[{"field": "cursor", "message": "unknown or expired"}])
+            raise field_problem("cursor", "unknown or expired", "unknown or expired cursor")
         start = rank + 1
     found: list[Job] = []
     next_cursor = None
@@ -177,58 +165,13 @@ def list_jobs() -> Any:
 @bp.delete("/<job_id>")
 @require_tenant
 def cancel_job(job_id: str) -> Any:
-    job = _cancel(find_job(job_id, g.tenant))
+    try:
+        job = cancel(ctx().connection, find_job(job_id, g.tenant), retention_s=ctx().settings.result_ttl_s,
+                     reload=lambda: find_job(job_id, g.tenant))
+    except AlreadyFinished as exc:
+        raise ApiError(409, "already_finished", str(exc)) from None
     log.info("job canceled", extra=log_fields(job))
     return resource(job)
-
-
-def _cancel(job: Job) -> Job:
-    """Cancel a waiting job in one atomic step, or stop a started one; 409 once it is final (a racing cancel won)."""
-    deadline = time.monotonic() + CANCEL_HANDOFF_WAIT_S
-    while True:
-        if status_of(job) in FINAL_STATUSES:
-            raise ApiError(409, "already_finished", f"job is already {status_of(job).value}")
-        waiting = job.get_status(refresh=False) in WAITING_RQ_STATUSES
-        if waiting and _cancel_waiting(job):
-            return job
-        if not waiting or time.monotonic() > deadline:
-            _stop_started(job)
-            return job
-        time.sleep(HANDOFF_POLL_S)  # A worker has just popped it and is about to start it.
-        job = find_job(job.id, g.tenant)
-
-
-def _cancel_waiting(job: Job) -> bool:
-    """Queued or retrying -> canceled, only if the id was still in its queue or retry schedule (else False)."""
-    connection = ctx().connection
-    queue = queue_for(job.meta["priority"], connection)
-    meta = {**job.meta, "canceled": True, "finished_at": iso(utcnow())}
-    claimed = connection.register_script(_CANCEL_WAITING)(
-        keys=[queue.key, ScheduledJobRegistry(queue=queue).key, job.key, CanceledJobRegistry(queue=queue).key],
-        args=[job.id, RQStatus.CANCELED.value, job.serializer.dumps(meta), ctx().settings.result_ttl_s,
-              current_timestamp()])
-    if not claimed:
-        return False
-    job.meta = meta
-    job.get_status(refresh=True)  # our copy learns the status the script wrote
-    with connection.pipeline() as pipe:
-        pipe.multi()  # explicit, so the webhook's enqueue joins this transaction
-        pipe.srem(keys.active_jobs(g.tenant), job.id)
-        metrics.record_canceled(pipe, priority=job.meta["priority"], tenant=g.tenant)
-        enqueue_webhook(job, "job.canceled", connection, pipeline=pipe)
-        announce(pipe, job.id)
-        pipe.execute()
-    return True
-
-
-def _stop_started(job: Job) -> None:
-    """Record the cancel and stop the work-horse; RQ then ends the job `stopped`, which reads as canceled."""
-    job.meta.update(canceled=True, finished_at=iso(utcnow()))
-    job.save_meta()
-    try:
-        send_stop_job_command(ctx().connection, job.id)
-    except InvalidJobOperation:
-        pass  # It finished between our read and the stop, or no worker holds it; the worker's records stand.
 
 
 @bp.post("/<job_id>/retry")
@@ -261,7 +204,9 @@ def download_pdf(job_id: str) -> Any:
     status = status_of(job)
     if status != JobStatus.COMPLETED:
         raise ApiError(409, "not_ready", f"the job is {status.value}, not completed", job_status=status.value)
-    result = job.meta["result"]
+    state = JobState.from_job(job)
+    result = state.result
+    assert result is not None, "a completed job has its result"
     headers = {"ETag": f'"{result["sha256"]}"', "Cache-Control": "private, max-age=300"}
     if request.if_none_match.contains_weak(result["sha256"]):  # from the record: the store is not touched
         return Response(status=304, headers=headers)
@@ -270,6 +215,6 @@ def download_pdf(job_id: str) -> Any:
         raise ApiError(410, "expired", "the PDF was removed after its retention period")
     return Response(pdf, mimetype="application/pdf", headers={
         **headers,
-        "Content-Disposition": f'attachment; filename="{job.meta["filename"]}"',
+        "Content-Disposition": f'attachment; filename="{state.filename}"',
         "Content-Length": str(result["bytes"]),
     })

@@ -9,6 +9,7 @@ from rq.job import Job
 from api.context import ctx
 from api.errors import ApiError
 from shared import keys
+from shared.job_state import JobState
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -24,12 +25,12 @@ def _fetch(job_id: str) -> Job | None:
 
 def job_tenant(job_id: str) -> str | None:
     job = _fetch(job_id)
-    return job.meta.get("tenant") if job is not None else None
+    return JobState.from_job(job).tenant if job is not None else None
 
 
 def find_job(job_id: str, tenant: str) -> Job:
     job = _fetch(job_id)
-    if job is None or job.meta.get("tenant") != tenant:
+    if job is None or JobState.from_job(job).tenant != tenant:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
     return job
 

@@ -9,7 +9,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from api.auth import require_tenant
@@ -17,7 +16,7 @@ from api.context import ctx
 from shared.metrics import RENDER_BUCKETS_S, FleetStats, WebhookOutcome, percentile
 from shared.queue_age import oldest_ages
 from shared.queues import QUEUE_ORDER, all_queues
-from shared.workers import live_count
+from shared.workers import live_count, live_workers
 
 bp = Blueprint("metrics", __name__)
 
@@ -100,7 +99,7 @@ def queue_stats() -> Any:
             "failed": FailedJobRegistry(queue=queue).count,
             "scheduled": ScheduledJobRegistry(queue=queue).count,
         }
-    workers = Worker.all(connection=connection)
+    workers = live_workers(connection)
     recent = stats.recent_render_ms
     return {
         "queues": queues,

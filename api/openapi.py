@@ -10,10 +10,17 @@ from flask import Blueprint, current_app
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from api.jobs import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from shared import resources as r
+from shared.records import JobStatus
 from shared.schema import BatchRequest, JobRequest, ScheduleRequest
 
 bp = Blueprint("openapi", __name__)
+
+
+def _ref_name(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
 
 UNDOCUMENTED_ENDPOINTS = {"static", "openapi.openapi"}
 """Routes that are not part of the API: static files, this document itself and the dashboard."""
@@ -29,6 +36,38 @@ class Operation:
     media: dict[int, str] = field(default_factory=dict)
     query: tuple[str, ...] = ()
 
+
+QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "status": {"type": "string", "enum": [s.value for s in JobStatus]},
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": DEFAULT_LIST_LIMIT},
+    "cursor": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    "token": {"type": "string"},
+}
+"""What each query parameter accepts, as the views check it."""
+BODY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "application/pdf": {"type": "string", "contentMediaType": "application/pdf"},
+    "text/event-stream": {  # one event of the stream
+        "type": "object", "required": ["event", "data", "id"],
+        "description": "Events `status` (on each change) and a final `done`, each with an `id` naming the job "
+                       "state and `data` holding the Job resource as JSON; send `Last-Event-ID` to resume.",
+        "properties": {"event": {"enum": ["status", "done"]}, "id": {"type": "string", "minLength": 1},
+                       "data": {"type": "string", "contentMediaType": "application/json",
+                                "contentSchema": _ref_name("JobResource")}}},
+    "text/plain": {"type": "string"},
+}
+"""Schemas of the responses that are not JSON documents."""
+JOB_LINKS = {name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+             for name, operation in (("GetJob", "jobs_get_job"), ("CancelJob", "jobs_cancel_job"),
+                                     ("RetryJob", "jobs_retry_job"), ("DownloadPdf", "jobs_download_pdf"),
+                                     ("JobEvents", "events_job_events"))}
+SCHEDULE_LINKS = {name: {"operationId": operation, "parameters": {"schedule_id": "$response.body#/id"}}
+                  for name, operation in (("GetSchedule", "schedules_get_schedule"),
+                                          ("DeleteSchedule", "schedules_delete_schedule"))}
+BATCH_LINKS = {"GetFirstJob": {"operationId": "jobs_get_job", "parameters": {"job_id": "$response.body#/jobs/0/id"}}}
+LINKS: dict[tuple[str, int], dict[str, Any]] = {
+    ("jobs.create_job", 202): JOB_LINKS, ("jobs.retry_job", 202): JOB_LINKS, ("jobs.create_batch", 202): BATCH_LINKS,
+    ("schedules.create_schedule", 201): SCHEDULE_LINKS}
+"""OpenAPI links from a created resource to the operations on it, which stateful clients (and fuzzers) follow."""
 
 JOB_ERRORS = {404: ("Unknown job, or another tenant's", r.Problem)}
 BODY_ERRORS = {400: ("Body is not a JSON object", r.Problem), 413: ("Body too large", r.Problem),
@@ -80,7 +119,7 @@ def _schemas() -> dict[str, Any]:
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+    return _ref_name(model.__name__)
 
 
 def _operation(endpoint: str, op: Operation, path_params: list[str]) -> dict[str, Any]:
@@ -88,11 +127,14 @@ def _operation(endpoint: str, op: Operation, path_params: list[str]) -> dict[str
     for status, (description, model) in {**{s: (d, r.Problem) for s, d in COMMON_ERRORS.items() if op.auth},
                                          **op.responses}.items():
         media = op.media.get(status, "application/problem+json" if model is r.Problem else "application/json")
-        content = {media: {"schema": _ref(model) if model else {"type": "string"}}}
-        responses[str(status)] = {"description": description, **({} if status == 204 else {"content": content})}
+        responses[str(status)] = {"description": description}
+        if status != 204:
+            responses[str(status)]["content"] = {media: {"schema": _ref(model) if model else BODY_SCHEMAS[media]}}
+        if (endpoint, status) in LINKS:
+            responses[str(status)]["links"] = LINKS[(endpoint, status)]
     parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}}
                   for p in path_params]
-    parameters += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in op.query]
+    parameters += [{"name": q, "in": "query", "required": False, "schema": QUERY_PARAMETERS[q]} for q in op.query]
     spec: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "summary": op.summary,
                             "responses": responses, "parameters": parameters}
     if op.body is not None:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from api.admission import json_body
 from api.auth import require_tenant
 from api.context import ctx
-from api.errors import ApiError, validation_problem
+from api.errors import ApiError, field_problem, validation_problem
 from api.jobs import validation_context
 from shared import schedules
 from shared.schema import ScheduleRequest
@@ -32,9 +32,8 @@ def _find(schedule_id: str) -> schedules.Schedule:
 def create_schedule() -> Any:
     request = ScheduleRequest.model_validate(json_body(), context=validation_context())
     if schedules.count_for(ctx().connection, g.tenant) >= MAX_SCHEDULES_PER_TENANT:
-        raise ApiError(422, "validation_error",
-                       f"a tenant may hold at most {MAX_SCHEDULES_PER_TENANT} schedules; delete one first",
-                       errors=[{"field": "body", "message": f"limit of {MAX_SCHEDULES_PER_TENANT} schedules reached"}])
+        raise field_problem("body", f"limit of {MAX_SCHEDULES_PER_TENANT} schedules reached",
+                            f"a tenant may hold at most {MAX_SCHEDULES_PER_TENANT} schedules; delete one first")
     try:
         schedule, next_run = schedules.create(ctx().connection, g.tenant, request)
     except ValidationError as exc:  # the job as each run will create it (with metadata.schedule_id)

@@ -23,6 +23,7 @@ from bench.ceiling import RenderRun, invoice_data, render_run
 from bench.load import wrk_post
 from shared import keys
 from shared.config import PROJECT_ROOT
+from shared.job_state import JobState
 from shared.metrics import percentile
 from shared.queues import all_queues
 from tests.support import LiveServer, RedisServer, WorkerProcess, children_of, free_port, wait_until
@@ -121,7 +122,7 @@ class Bench:
             ended_before = self.ended_count()
             job_id = self.submit(1, threads=1)[0]
             job = self.wait_done([job_id], ended_before)[0]
-            waits.append((parse_time(job.meta["started_at"]) - job.created_at.timestamp()) * 1000)
+            waits.append((parse_time(JobState.from_job(job).started_at) - job.created_at.timestamp()) * 1000)
         return waits
 
     def latency(self, seconds: int) -> dict[str, Any]:
@@ -160,7 +161,7 @@ class Bench:
         before = [rss_mb(w.pid) for w in self.workers]
         run, jobs = self.throughput(count)
         after = [rss_mb(w.pid) for w in self.workers]
-        horse_peak = float(self.connection.zrange("pdfq:stats:peak_rss_mb", -1, -1, withscores=True)[0][1])
+        horse_peak = float(self.connection.zrange(keys.PEAK_RSS_MB, -1, -1, withscores=True)[0][1])
         return {"jobs": count, "docs_per_s": round(run.docs_per_s, 2), "parent_rss_before_mb": round(max(before), 1),
                 "parent_rss_after_mb": round(max(after), 1),
                 "parent_growth_pct": round(max((a - b) / b * 100 for a, b in zip(after, before)), 2),
@@ -188,9 +189,10 @@ def _answers(url: str) -> bool:
 
 
 def timeline(jobs: list[Job]) -> dict[str, dict[str, float]]:
-    waits = [(parse_time(j.meta["started_at"]) - j.created_at.timestamp()) * 1000 for j in jobs]
-    parts = {"enqueue_to_start_ms": waits, "render_ms": [j.meta["render_ms"] for j in jobs],
-             "store_ms": [j.meta["store_ms"] for j in jobs]}
+    states = [JobState.from_job(j) for j in jobs]
+    waits = [(parse_time(s.started_at) - j.created_at.timestamp()) * 1000 for s, j in zip(states, jobs)]
+    parts = {"enqueue_to_start_ms": waits, "render_ms": [s.render_ms for s in states],
+             "store_ms": [s.store_ms for s in states]}
     return {name: {"median": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)}
             for name, v in parts.items()}
 

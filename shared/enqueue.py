@@ -14,7 +14,7 @@ from rq.job import Job
 from shared import keys, metrics
 from shared.config import Settings
 from shared.queues import queue_for
-from shared.records import new_meta
+from shared.job_state import JobState
 from shared.schema import JobRequest
 
 RENDER_FUNCTION = "worker.jobs.render_pdf"
@@ -50,7 +50,7 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
                    job_id: str | None = None, pipeline: Pipeline | None = None) -> Job:
     """Create the job in its priority queue, indexed under its tenant; pass a pipeline to batch."""
     job_id = job_id or new_job_id()
-    meta = new_meta(
+    state = JobState(
         tenant=tenant,
         template=request.template or "inline",
         filename=request.filename or f"{job_id}.pdf",
@@ -72,8 +72,8 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
         failure_ttl=settings.result_ttl_s,
         ttl=None,
         retry=retry,
-        meta=meta,
-        description=f"render {meta['template']} for {tenant}",
+        meta=state.to_meta(),
+        description=f"render {state.template} for {tenant}",
         on_failure=Callback(FAILURE_CALLBACK),
         on_stopped=Callback(STOPPED_CALLBACK),
         pipeline=pipe,
@@ -96,7 +96,7 @@ WEBHOOK_TIMEOUT_S = 30
 
 def enqueue_webhook(job: Job, event: str, connection: Redis, pipeline: Pipeline | None = None) -> None:
     """Deliver the job's final state to its webhook_url from a worker, in its own small retried job."""
-    if not job.meta.get("webhook_url"):
+    if not JobState.from_job(job).webhook_url:
         return
     queue_for("urgent", connection).enqueue(
         WEBHOOK_FUNCTION, job.id, event,

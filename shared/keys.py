@@ -31,6 +31,25 @@ def stats(name: str) -> str:
     return f"{PREFIX}stats:{name}"
 
 
+PEAK_RSS_MB = stats("peak_rss_mb")
+"""Sorted set of worker names scored by their horses' peak memory, in MB."""
+
+
+def daily_stats(day: str) -> str:
+    """Hash of one UTC day's (YYYY-MM-DD) counts by outcome and priority, tenant or error code."""
+    return stats(f"day:{day}")
+
+
+def daily_render_ms(day: str) -> str:
+    """List of one UTC day's render times, in ms."""
+    return daily_stats(day) + ":render_ms"
+
+
+def rq_queue(name: str) -> str:
+    """RQ's list of a queue's waiting job ids (RQ writes it; the position and wait estimate read its length)."""
+    return f"rq:queue:{name}"
+
+
 def schedule(schedule_id: str) -> str:
     return f"{PREFIX}schedule:{schedule_id}"
 

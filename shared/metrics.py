@@ -20,12 +20,13 @@ DAILY_STATS_TTL_S = 8 * 86400
 """Per-day breakdowns are kept a week (plus a day) for the daily operations report."""
 
 
-def day_key(moment: float | None = None) -> str:
-    return keys.stats(f"day:{datetime.fromtimestamp(moment or time.time(), timezone.utc):%Y-%m-%d}")
+def day_of(moment: float | None = None) -> str:
+    """The UTC day (YYYY-MM-DD) the daily breakdowns file a moment under."""
+    return f"{datetime.fromtimestamp(moment or time.time(), timezone.utc):%Y-%m-%d}"
 
 
 def _count_daily(pipe: Pipeline, outcome: str, priority: str, tenant: str, extra: str | None = None) -> None:
-    day = day_key()
+    day = keys.daily_stats(day_of())
     pipe.hincrby(day, f"{outcome}:priority:{priority}", 1)
     pipe.hincrby(day, f"{outcome}:tenant:{tenant}", 1)
     if extra:
@@ -37,10 +38,20 @@ def record_enqueued(pipe: Pipeline, *, priority: str) -> None:
     pipe.hincrby(keys.stats("enqueued"), priority, 1)
 
 
-def record_completed(pipe: Pipeline, *, job_id: str, priority: str, tenant: str, render_s: float,
-                     pages: int, worker: str, peak_rss_mb: float) -> None:
+@dataclass(frozen=True)
+class RenderFigures:
+    """What a completed render adds to the figures: its time (s), pages, and its worker's peak memory (MB)."""
+
+    render_s: float
+    pages: int
+    worker: str
+    peak_rss_mb: float
+
+
+def record_completed(pipe: Pipeline, *, job_id: str, priority: str, tenant: str, figures: RenderFigures) -> None:
     """One job's success: counters, exact histogram buckets, recent times, throughput and memory."""
     now = time.time()
+    render_s, pages, worker, peak_rss_mb = figures.render_s, figures.pages, figures.worker, figures.peak_rss_mb
     pipe.hincrby(keys.stats("completed"), priority, 1)
     pipe.hincrby(keys.stats("pages"), priority, pages)
     bucket = next((b for b in RENDER_BUCKETS_S if render_s <= b), "+Inf")
@@ -50,10 +61,11 @@ def record_completed(pipe: Pipeline, *, job_id: str, priority: str, tenant: str,
     pipe.ltrim(keys.stats("render_ms"), 0, RECENT_RENDERS - 1)
     pipe.zadd(keys.stats("recent_completions"), {job_id: now})
     pipe.zremrangebyscore(keys.stats("recent_completions"), 0, now - THROUGHPUT_WINDOW_S)
-    pipe.zadd(keys.stats("peak_rss_mb"), {worker: peak_rss_mb}, gt=True)
+    pipe.zadd(keys.PEAK_RSS_MB, {worker: peak_rss_mb}, gt=True)
     _count_daily(pipe, "completed", priority, tenant)
-    pipe.lpush(day_key() + ":render_ms", round(render_s * 1000, 1))
-    pipe.expire(day_key() + ":render_ms", DAILY_STATS_TTL_S)
+    day_times = keys.daily_render_ms(day_of(now))
+    pipe.lpush(day_times, round(render_s * 1000, 1))
+    pipe.expire(day_times, DAILY_STATS_TTL_S)
 
 
 def record_failed(pipe: Pipeline, *, priority: str, tenant: str, code: str) -> None:
@@ -108,7 +120,7 @@ class FleetStats:
                 pipe.hgetall(keys.stats(name))
             pipe.lrange(keys.stats("render_ms"), 0, -1)
             pipe.zcount(keys.stats("recent_completions"), now - 60, now)
-            pipe.zrange(keys.stats("peak_rss_mb"), -1, -1, withscores=True)
+            pipe.zrange(keys.PEAK_RSS_MB, -1, -1, withscores=True)
             pipe.hgetall(keys.stats("webhooks"))
             pipe.get(keys.SCHEDULER_LAST_PASS)
             enq, comp, fail, canc, codes, hist, recent, last_minute, rss, hooks, last_pass = pipe.execute()

@@ -47,9 +47,9 @@ def _lookup(host: str, port: int) -> list[Any]:
 
     def resolve() -> None:
         try:
-            answer.extend(socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP))
+            answer.extend(socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP) or ())
         except (OSError, UnicodeError):
-            pass  # an empty answer: does not resolve
+            pass  # an empty answer (also a resolver answering None): does not resolve
 
     lookup = threading.Thread(target=resolve, name="dns-lookup", daemon=True)
     lookup.start()

@@ -7,7 +7,6 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from rq import Queue
 
 from shared import keys
 from shared.queues import QUEUE_ORDER, queue_for
@@ -37,7 +36,7 @@ class QueueSnapshot:
         grows only with the number of workers (a few EXISTS each).
         """
         for priority in QUEUE_ORDER:
-            pipe.llen(f"{Queue.redis_queue_namespace_prefix}{priority.value}")
+            pipe.llen(keys.rq_queue(priority.value))
         pipe.lrange(keys.stats("render_ms"), 0, RECENT_FOR_ESTIMATE - 1)
         add_live_count(pipe)
 
@@ -57,12 +56,13 @@ class QueueSnapshot:
                  from_end: int | None = None) -> dict[str, float | int | None]:
         """Jobs ahead across all higher queues plus this queue (0 = next), and the wait that implies.
 
-        `from_end` (jobs behind it) places a job just enqueued without scanning its queue.
+        `from_end` (jobs behind it) places a job just enqueued without scanning its queue. A queued job no
+        longer in its queue's list has been popped by a worker that has not yet marked it started: it is next.
         """
         own = (self.lengths[priority] - 1 - from_end if from_end is not None
                else queue_for(priority, connection).get_job_position(job_id))
         if own is None or own < 0:
-            return {"queue_position": None, "estimated_wait_s": None}
+            return {"queue_position": 0, "estimated_wait_s": 0.0}
         ahead = own
         for higher in QUEUE_ORDER:
             if higher.value == priority:

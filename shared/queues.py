@@ -24,3 +24,8 @@ def queue_for(priority: Priority | str, connection: Redis) -> Queue:
 
 def all_queues(connection: Redis) -> list[Queue]:
     return [queue_for(p, connection) for p in QUEUE_ORDER]
+
+
+def register_queues(connection: Redis) -> None:
+    """Name all four queues in RQ's queue set, so `rq info` and the dashboard list them before their first job."""
+    connection.sadd(Queue.redis_queues_keys, *(queue.key for queue in all_queues(connection)))

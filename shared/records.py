@@ -1,4 +1,4 @@
-"""The job resource: its status words and how it is read from an RQ job and its meta."""
+"""The job resource: its status words, their groupings, and how it is read from an RQ job and its state."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,6 +6,8 @@ from enum import Enum
 from typing import Any
 
 from rq.job import Job, JobStatus as RQStatus
+
+from shared.job_state import JobState
 
 
 class JobStatus(str, Enum):
@@ -18,6 +20,14 @@ class JobStatus(str, Enum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+WAITING_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RETRYING})
+"""Statuses in which a job waits for a worker and has a queue position and wait estimate."""
+RERUNNABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
+"""Statuses from which a job may be run again (`POST /v1/jobs/{id}/retry`, the dashboard's Requeue)."""
+WAITING_RQ_STATUSES = frozenset({RQStatus.QUEUED, RQStatus.SCHEDULED})
+"""RQ's words for a job that waits in its queue or, between retries, in the retry schedule."""
+FINAL_RQ_STATUSES = frozenset({RQStatus.FINISHED, RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED})
+"""RQ's words for a job no worker will run again."""
 
 
 def utcnow() -> datetime:
@@ -34,11 +44,11 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def status_of(job: Job) -> JobStatus:
-    """Map RQ's status plus our meta onto the contract's status words."""
+    """Map RQ's status plus our state onto the contract's status words."""
     rq_status = job.get_status(refresh=False)
-    meta = job.meta
+    state = JobState.from_job(job)
     # A stop command is only ever sent to cancel a running job, so STOPPED means canceled.
-    if meta.get("canceled") or rq_status in (RQStatus.CANCELED, RQStatus.STOPPED):
+    if state.canceled or rq_status in (RQStatus.CANCELED, RQStatus.STOPPED):
         return JobStatus.CANCELED
     if rq_status == RQStatus.FINISHED:
         return JobStatus.COMPLETED
@@ -46,57 +56,35 @@ def status_of(job: Job) -> JobStatus:
         return JobStatus.FAILED
     if rq_status == RQStatus.STARTED:
         return JobStatus.STARTED
-    if meta.get("attempts", 0) > 0:
+    if state.attempts > 0:
         return JobStatus.RETRYING
     return JobStatus.QUEUED
 
 
-def new_meta(*, tenant: str, template: str, filename: str, priority: str, max_retries: int,
-             timeout_s: int, metadata: dict[str, Any], webhook_url: str | None) -> dict[str, Any]:
-    """The job's own state kept in RQ's meta, so API and any worker agree on it."""
-    return {
-        "tenant": tenant,
-        "template": template,
-        "filename": filename,
-        "priority": priority,
-        "max_retries": max_retries,
-        "timeout_s": timeout_s,
-        "metadata": metadata,
-        "webhook_url": webhook_url,
-        "attempts": 0,
-        "progress": {"step": "queued", "percent": 0},
-        "error": None,
-        "result": None,
-        "canceled": False,
-        "finished_at": None,
-    }
-
-
 def to_resource(job: Job, *, links: dict[str, str], queue_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """The contract's job resource; `queue_info` adds position and wait estimate while queued."""
-    meta = job.meta
+    state = JobState.from_job(job)
     status = status_of(job)
-    queued = status in (JobStatus.QUEUED, JobStatus.RETRYING)
-    info = queue_info if queued and queue_info else {}
-    finished_at = meta.get("finished_at")
+    info = queue_info if status in WAITING_STATUSES and queue_info else {}
+    finished_at = state.finished_at
     if finished_at is None and status in FINAL_STATUSES and job.ended_at:
         finished_at = iso(job.ended_at)
     return {
         "id": job.id,
         "status": status.value,
-        "priority": meta.get("priority"),
-        "template": meta.get("template"),
-        "filename": meta.get("filename"),
-        "metadata": meta.get("metadata", {}),
+        "priority": state.priority,
+        "template": state.template,
+        "filename": state.filename,
+        "metadata": state.metadata,
         "created_at": iso(job.created_at),
-        "started_at": meta.get("started_at"),
+        "started_at": state.started_at,
         "finished_at": finished_at,
-        "attempts": meta.get("attempts", 0),
-        "max_retries": meta.get("max_retries"),
-        "progress": meta.get("progress") or {"step": "queued", "percent": 0},
+        "attempts": state.attempts,
+        "max_retries": state.max_retries,
+        "progress": state.progress,
         "queue_position": info.get("queue_position"),
         "estimated_wait_s": info.get("estimated_wait_s"),
-        "error": meta.get("error") if status in (JobStatus.FAILED, JobStatus.RETRYING) else None,
-        "result": meta.get("result") if status == JobStatus.COMPLETED else None,
+        "error": state.error if status in (JobStatus.FAILED, JobStatus.RETRYING) else None,
+        "result": state.result if status == JobStatus.COMPLETED else None,
         "links": links,
     }

@@ -12,16 +12,13 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from shared import keys
 from shared.enqueue import RENDER_FUNCTION
 from shared.events import announce
+from shared.job_state import JobState, is_render_state
 from shared.queues import queue_for
-from shared.records import JobStatus
-
-RERUNNABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
-"""Statuses from which a job may be run again (`POST /v1/jobs/{id}/retry`, the dashboard's Requeue)."""
 
 
 def is_render_job(job: Job) -> bool:
     """One of the tenants' render jobs (which carry our meta), not a webhook delivery or a system job."""
-    return job.func_name == RENDER_FUNCTION and "tenant" in job.meta
+    return job.func_name == RENDER_FUNCTION and is_render_state(job)
 
 
 def rerun_once(connection: Redis, job_id: str, admit: Callable[[], Job]) -> Job:
@@ -47,17 +44,18 @@ def rerun_once(connection: Redis, job_id: str, admit: Callable[[], Job]) -> Job:
 def _requeue(job: Job, pipe: Pipeline) -> None:
     """What RQ's registry.requeue does, inside the caller's transaction, plus our own state.
 
-    Our meta back to a new job's (attempts 0, no error), all retries again, no failure TTL left on the
+    Our state back to a new job's (attempts 0, no error), all retries again, no failure TTL left on the
     record (it must not expire while queued), and the job counted active for its tenant again.
     """
-    job.meta.update(attempts=0, error=None, result=None, canceled=False, finished_at=None, started_at=None,
-                    progress={"step": "queued", "percent": 0})
-    job.retries_left = job.meta.get("max_retries", 0)
+    state = JobState.from_job(job)
+    state.reset_for_rerun()
+    state.apply(job)
+    job.retries_left = state.max_retries
     job.started_at = job.ended_at = None
-    queue = queue_for(job.meta["priority"], job.connection)
+    queue = queue_for(state.priority, job.connection)
     for registry in (FailedJobRegistry(queue=queue), CanceledJobRegistry(queue=queue)):
         registry.remove(job, pipeline=pipe)
     queue.enqueue_job(job, pipeline=pipe)
     pipe.persist(job.key)
-    pipe.sadd(keys.active_jobs(job.meta["tenant"]), job.id)
+    pipe.sadd(keys.active_jobs(state.tenant), job.id)
     announce(pipe, job.id)

@@ -42,10 +42,19 @@ def safe_filename(raw: str) -> str | None:
     return f"{stem}.pdf" if stem else None
 
 
+ONE_SOURCE_SCHEMA = {"oneOf": [
+    {"required": ["template"], "properties": {"template": {"type": "string"}, "html": {"type": "null"}}},
+    {"required": ["html"], "properties": {"html": {"type": "string"}, "template": {"type": "null"}}},
+]}
+"""`_one_source` in JSON Schema: exactly one of `template` and `html` is given (the other absent or null)."""
+CRON_PATTERN = r"^\s*\S+(\s+\S+){4}\s*$"
+"""Documents `_valid_cron`'s first rule (five whitespace-separated fields); croniter then checks each value."""
+
+
 class JobRequest(BaseModel):
     """What a client asks to render (`POST /v1/jobs`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_SOURCE_SCHEMA)
 
     template: str | None = Field(None, description="Name from GET /v1/templates", max_length=200)
     html: str | None = Field(None, description="Inline Jinja2 source, rendered in a sandbox")
@@ -56,7 +65,7 @@ class JobRequest(BaseModel):
     max_retries: int = Field(3, ge=0, le=10)
     timeout_s: int = Field(120, ge=1, le=600)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    webhook_url: str | None = Field(None, max_length=2048)
+    webhook_url: str | None = Field(None, max_length=2048, json_schema_extra={"format": "uri"})
 
     @field_validator("template")
     @classmethod
@@ -113,7 +122,8 @@ class ScheduleRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cron: str = Field(description="Five-field cron expression, e.g. '0 9 * * 1'", max_length=100)
+    cron: str = Field(description="Five-field cron expression, e.g. '0 9 * * 1'", max_length=100,
+                      json_schema_extra={"pattern": CRON_PATTERN})
     timezone: str = Field("UTC", description="IANA timezone the cron expression is read in", max_length=64)
     job: JobRequest
 

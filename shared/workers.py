@@ -24,3 +24,17 @@ def add_live_count(pipe: Pipeline) -> None:
 
 def live_count(connection: Redis) -> int:
     return int(connection.eval(_COUNT_LIVE, 1, Worker.redis_workers_keys))
+
+
+def live_workers(connection: Redis) -> list[Worker]:
+    """The live workers themselves (to read their state), by the same rule as the count.
+
+    Unlike `Worker.all`, reads only: it leaves pruning `rq:workers` to the workers' own maintenance.
+    """
+    names = sorted(k.decode() for k in connection.smembers(Worker.redis_workers_keys))
+    with connection.pipeline(transaction=False) as pipe:
+        for key in names:
+            pipe.exists(key)
+        alive = pipe.execute()
+    found = [Worker.find_by_key(key, connection=connection) for key, exists in zip(names, alive) if exists]
+    return [worker for worker in found if worker is not None]

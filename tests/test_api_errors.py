@@ -203,3 +203,21 @@ def test_non_finite_numbers_are_invalid_json(client, auth, constant: str) -> Non
     body = '{"html": "x", "metadata": {"ratio": ' + constant + "}}"
     response = client.post("/v1/jobs", data=body, content_type="application/json", headers=auth.headers())
     assert_problem(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_batch_route_with_another_method_is_405(client, auth, method: str) -> None:
+    """GET or DELETE on /v1/jobs/batch is 405 method_not_allowed allowing POST, not a missing job called 'batch'."""
+    response = getattr(client, method)("/v1/jobs/batch", headers=auth.headers())
+    assert response.status_code == 405 and response.mimetype == "application/problem+json"
+    assert response.json["code"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_every_validation_problem_has_one_title(client, auth) -> None:
+    """A bad query parameter and a bad body are both `validation_error` problems under the same title."""
+    bad_limit = client.get("/v1/jobs?limit=0", headers=auth.headers())
+    bad_body = client.post("/v1/jobs", json={"html": "<p>x</p>", "priority": "soon"}, headers=auth.headers())
+    assert bad_limit.status_code == bad_body.status_code == 422
+    assert bad_limit.json["errors"][0]["field"] == "limit"
+    assert bad_limit.json["title"] == bad_body.json["title"] == "Validation failed"

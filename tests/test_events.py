@@ -12,7 +12,7 @@ import requests
 from redis import Redis
 
 from tests.conftest import TENANT_KEYS
-from tests.support import LiveServer
+from tests.support import LiveServer, wait_until
 
 HEADERS = {"Authorization": f"Bearer {TENANT_KEYS['acme']}"}
 SLOW = {"html": "<table>{% for i in range(rows) %}<tr><td>row {{ i }}</td></tr>{% endfor %}</table>",
@@ -72,16 +72,56 @@ def test_finished_job_gets_status_and_done_at_once(live_api: LiveServer) -> None
     assert bad.status_code == 401
 
 
+def event_ids(url: str, last_event_id: str | None = None) -> list[tuple[str, str]]:
+    """(event, id) of each event of a stream that ends, optionally resumed after `last_event_id`."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    with requests.get(url, stream=True, timeout=30, headers=headers) as response:
+        assert response.status_code == 200
+        found, event, event_id = [], "message", ""
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line == "" and event != "message":
+                found.append((event, event_id))
+                event, event_id = "message", ""
+        return found
+
+
+@pytest.mark.usefixtures("workers", "redis")
+def test_events_carry_ids_and_resume_after_last_event_id(live_api: LiveServer) -> None:
+    """Every event has an id; a client reconnecting with the id it last saw is not sent that state again."""
+    job = submit(live_api, {"html": "<p>resume</p>"})
+    url = live_api.url + job["links"]["events"]
+    first = event_ids(url)
+    statuses = [(e, i) for e, i in first if e == "status"]
+    assert first[-1][0] == "done" and all(i for _, i in first)
+    assert len({i for _, i in statuses}) == len(statuses), "one id per state"
+    if first[0][1] != first[-1][1]:  # the stream began before the job ended: resume from its first event
+        resumed = event_ids(url, first[0][1])
+        assert resumed[0] != first[0] and resumed[-1] == first[-1]
+    wait_until(lambda: requests.get(f"{live_api.url}/v1/jobs/{job['id']}", headers=HEADERS,
+                                    timeout=5).json()["status"] == "completed")
+    final = event_ids(url)
+    assert [e for e, _ in final] == ["status", "done"] and final[0][1] == final[1][1]
+    assert event_ids(url, final[1][1]) == [("done", final[1][1])]
+
+
 @pytest.mark.usefixtures("workers")
 def test_fifty_open_streams_do_not_block_the_api(live_api: LiveServer, redis: Redis) -> None:
     """50 concurrent streams hold no gunicorn worker and no Redis connection each: one subscription per process."""
     job = submit(live_api, {**SLOW, "data": {"rows": 3500}})
     finals: list[str] = []
     lock = threading.Lock()
+    open_count = [0]
 
     def follow() -> None:
         last = None
-        for event, data in read_events(live_api.url + job["links"]["events"], timeout=120):
+        for number, (event, data) in enumerate(read_events(live_api.url + job["links"]["events"], timeout=120)):
+            if number == 0:
+                with lock:
+                    open_count[0] += 1
             if event == "done":
                 last = json.loads(data)["status"]
         with lock:
@@ -90,7 +130,7 @@ def test_fifty_open_streams_do_not_block_the_api(live_api: LiveServer, redis: Re
     threads = [threading.Thread(target=follow) for _ in range(50)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)
+    wait_until(lambda: open_count[0] == 50, timeout=60)  # every stream has sent its first event
     assert redis.pubsub_numsub(f"pdfq:events:{job['id']}") == [(f"pdfq:events:{job['id']}".encode(), 0)]
     pattern_subscribers = [c for c in redis.client_list() if int(c.get("psub", 0)) > 0]
     assert 1 <= len(pattern_subscribers) <= 2, "one feed per gunicorn process (WEB_CONCURRENCY=2)"

@@ -4,12 +4,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 from pypdf import PdfReader
+from rq import Queue
 
+from api.context import EXTENSION
+from shared.links import link_signature
 from shared.logs import JsonFormatter
 from tests.conftest import JobsClient
 from tests.support import WorkerProcess, newest_child, wait_until
@@ -105,6 +109,19 @@ def test_link_token_is_scoped_to_its_route_and_job(jobs: JobsClient, client) -> 
     assert client.get(f"/v1/jobs/{done['id']}/pdf?token=1.{token.split('.')[1]}").status_code == 401
 
 
+def test_link_token_stops_working_when_it_expires(jobs: JobsClient, client) -> None:
+    """A correctly signed token opens the PDF until its expiry time and answers 401 from then on."""
+    done = jobs.wait(jobs.submit({"html": "<p>expiring</p>"})["id"])
+    secret = client.application.extensions[EXTENSION].settings.secret_key
+
+    def token(expires: int) -> str:
+        return f"{expires}.{link_signature(secret, 'acme', done['id'], 'pdf', expires)}"
+
+    assert client.get(f"/v1/jobs/{done['id']}/pdf?token={token(int(time.time()) + 60)}").status_code == 200
+    expired = client.get(f"/v1/jobs/{done['id']}/pdf?token={token(int(time.time()) - 1)}")
+    assert expired.status_code == 401 and expired.json["code"] == "unauthorized"
+
+
 def test_queued_job_reports_position_and_wait(no_workers: None, jobs: JobsClient) -> None:
     """Queued jobs carry queue_position (0 = next, higher priorities first) and a wait estimate."""
     first = jobs.submit({"html": "<p>1</p>", "priority": "low"})
@@ -115,6 +132,17 @@ def test_queued_job_reports_position_and_wait(no_workers: None, jobs: JobsClient
     assert jobs.get(first["id"])["queue_position"] == 1
     assert jobs.get(second["id"])["queue_position"] == 2
     assert jobs.get(second["id"])["estimated_wait_s"] > jobs.get(first["id"])["estimated_wait_s"] > 0
+
+
+def test_job_popped_but_not_yet_started_is_next(no_workers: None, jobs: JobsClient, client) -> None:
+    """A queued job a worker has taken off its queue but not yet started reads as next: position 0, wait 0."""
+    job = jobs.submit({"html": "<p>1</p>", "priority": "low"})
+    connection = client.application.extensions[EXTENSION].connection
+    # A worker's dequeue first pops the id off the queue list and only later marks the job started.
+    assert connection.lpop(Queue("low", connection=connection).key) == job["id"].encode()
+    popped = jobs.get(job["id"])
+    assert popped["status"] == "queued"
+    assert (popped["queue_position"], popped["estimated_wait_s"]) == (0, 0)
 
 
 def test_list_is_newest_first_with_cursor_and_status_filter(no_workers: None, jobs: JobsClient, client, auth) -> None:

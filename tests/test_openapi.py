@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from redis import Redis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from shared import keys
 from tests.conftest import TENANT_KEYS
 
 
@@ -58,3 +61,27 @@ def test_fuzzed_requests_get_no_5xx_and_documented_shapes(case: schemathesis.Cas
         return
     case.call_and_validate(headers={"Authorization": f"Bearer {TENANT_KEYS['acme']}"},
                            checks=[not_a_server_error, response_schema_conformance])
+
+
+def test_stateful_fuzzing_creates_jobs_and_follows_links(api_schema: schemathesis.BaseSchema, redis: Redis) -> None:
+    """From the document alone, schemathesis' stateful phase creates jobs and follows the links to them, no 5xx."""
+    calls: list[tuple[str, int]] = []
+
+    class Workflow(api_schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"headers": {"Authorization": f"Bearer {TENANT_KEYS['acme']}"}}
+
+        def after_call(self, response: Any, case: schemathesis.Case) -> None:
+            super().after_call(response, case)
+            calls.append((f"{case.method} {case.path}", response.status_code))
+
+        def validate_response(self, response: Any, case: schemathesis.Case, additional_checks: Any = None,
+                              **kwargs: Any) -> None:
+            case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+
+    Workflow.run(settings=settings(max_examples=12, stateful_step_count=4, deadline=None, derandomize=True,
+                                   suppress_health_check=list(HealthCheck)))
+    assert redis.zcard(keys.tenant_jobs("acme")) > 0, "no valid job was generated from the document"
+    assert ("POST /v1/jobs", 202) in calls
+    followed = {call for call in calls if call[0].startswith(("GET /v1/jobs/{job_id}", "DELETE /v1/jobs/{job_id}"))}
+    assert any(status in (200, 409) for _, status in followed), f"no link to a created job was followed: {followed}"

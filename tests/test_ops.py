@@ -8,10 +8,14 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
+import pikepdf
 import pytest
 from flask.testing import FlaskClient
+from playwright.sync_api import Page
 from prometheus_client.parser import text_string_to_metric_families
 from pypdf import PdfReader
 from redis import Redis
@@ -20,7 +24,7 @@ from rq import Queue, Worker
 from api import create_app
 from shared.config import Settings
 from tests.conftest import AuthActions, JobsClient
-from tests.support import ROOT, RedisServer, WorkerProcess, kill_tree, wait_until
+from tests.support import ROOT, LiveServer, RedisServer, WorkerProcess, kill_tree, wait_until
 
 LIVE_DB = 5
 """A database only the worker-counting test uses, so no other test's workers are counted."""
@@ -101,6 +105,35 @@ def test_dashboard_requires_basic_auth_and_reads_our_redis(dashboard: FlaskClien
     assert dashboard.get("/admin/rq/1/data/queues.json", headers=DASHBOARD).status_code == 404
 
 
+def test_dashboard_shows_queues_and_requeue_in_a_real_browser(private_db: dict[str, str], jobs: JobsClient,
+                                                                spawn_worker: Callable[..., WorkerProcess],
+                                                                page: Page, tmp_path: Path) -> None:
+    """In headless Chromium the dashboard fills its queue table and shows a failed job's Requeue button;
+    its favicon loads, and only its HTML pages allow 'unsafe-eval'."""
+    spawn_worker(private_db)
+    failed = jobs.wait(jobs.submit({"html": "<p>{{ nope }}</p>", "max_retries": 0})["id"])
+    assert failed["status"] == "failed"
+    server = LiveServer({**private_db, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "s3cret-dash"},
+                        tmp_path / "gunicorn.log")
+    try:
+        page.set_extra_http_headers(DASHBOARD)
+        refused: list[str] = []
+        page.on("console", lambda message: refused.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.goto(f"{server.url}/admin/rq/0/view/queues")
+        page.locator("#queues tbody tr", has_text="normal").wait_for(timeout=15_000)
+        page.goto(f"{server.url}/admin/rq/0/view/jobs/normal/failed/8/asc/1")
+        row = page.locator("#jobs tbody tr", has_text=failed["id"])
+        row.locator("[data-role=requeue-job-btn]").wait_for(timeout=15_000)
+        assert refused == []
+        favicon = page.request.get(f"{server.url}/static/favicon.ico")
+        assert favicon.status == 200 and favicon.headers["content-type"].startswith("image/")
+        data = page.request.get(f"{server.url}/admin/rq/0/data/queues.json")
+        assert "'unsafe-eval'" not in data.headers["content-security-policy"]
+    finally:
+        server.stop()
+
+
 def test_dashboard_connects_with_the_apps_tls_options(env: dict[str, str]) -> None:
     """With rediss:// and REDIS_SSL_CERT_REQS=none the dashboard's client skips verification, like the app's."""
     env.update(DASHBOARD_PASSWORD="s3cret-dash", REDIS_URL="rediss://127.0.0.1:1/0", REDIS_SSL_CERT_REQS="none")
@@ -160,7 +193,6 @@ def test_daily_report_pdf_has_figures_and_charts(jobs: JobsClient, client, auth:
     for i in range(3):
         jobs.wait(jobs.submit({"html": f"<p>{i}</p>"}, tenant="globex")["id"], tenant="globex")
     jobs.wait(jobs.submit({"html": "{{ nope }}"})["id"])
-    from datetime import datetime, timezone
 
     today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
     Queue("urgent", connection=redis).enqueue("worker.maintenance.daily_report", today)
@@ -175,6 +207,24 @@ def test_daily_report_pdf_has_figures_and_charts(jobs: JobsClient, client, auth:
     drawing = reader.pages[0].get_contents().get_data()
     assert drawing.count(b" re") >= 6, "bar charts are drawn as rectangles"
     assert client.get(f"/v1/jobs/{report_id}", headers=auth.headers("acme")).status_code == 404
+
+
+@pytest.mark.usefixtures("workers")
+def test_operator_makes_a_report_now_on_one_page_in_the_documents_font(base_env: dict[str, str], jobs: JobsClient,
+                                                                       client, auth: AuthActions) -> None:
+    """`python -m worker.ops_report DAY` enqueues the report at once; it fits one page, charts in Inter."""
+    jobs.wait(jobs.submit({"html": "<p>counted</p>"})["id"])
+    today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
+    made = subprocess.run([sys.executable, "-m", "worker.ops_report", today], cwd=ROOT, env=base_env,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    report_id = made.stdout.strip()
+    assert report_id.startswith(f"ops-report-{today}") and "/pdf" in made.stderr
+    assert jobs.wait(report_id, tenant="ops")["status"] == "completed"
+    pdf = pikepdf.open(io.BytesIO(client.get(f"/v1/jobs/{report_id}/pdf", headers=auth.headers("ops")).data))
+    assert len(pdf.pages) == 1, "the render-time chart shares the page with the other figures"
+    fonts = {str(font.BaseFont).split("+")[-1] for page in pdf.pages for font in page.Resources.Font.values()}
+    assert fonts and all(name.startswith("Inter") for name in fonts), fonts
 
 
 def test_worker_logs_are_json_with_job_fields_and_no_template_data(private_db: dict[str, str], jobs: JobsClient,

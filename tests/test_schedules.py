@@ -140,13 +140,13 @@ def test_system_schedules_registered_once_across_restarts(redis, schedulers, env
     """Re-deploying (more scheduler starts) never registers a system schedule twice."""
     from rq_scheduler import Scheduler
 
-    wait_until(lambda: redis.zcard("rq:scheduler:scheduled_jobs") >= 3, timeout=20)
+    wait_until(lambda: redis.zcard("rq:scheduler:scheduled_jobs") >= 2, timeout=20)
     subprocess.run([sys.executable, "-c", "import worker.scheduler as s, shared.config as c, shared.connection as n;"
                     "s.register_system_schedules(s.PdfScheduler(connection=n.connect(c.Settings.from_env()),"
                     " settings=None))"], cwd=ROOT, env=env, check=True, timeout=30)
     ids = [i.decode() for i in redis.zrange("rq:scheduler:scheduled_jobs", 0, -1)]
-    assert sorted(ids) == ["pdfq-system-cleanup", "pdfq-system-daily-report", "pdfq-system-queue-status"]
-    assert len(list(Scheduler(connection=redis).get_jobs())) == 3
+    assert sorted(ids) == ["pdfq-system-daily-report", "pdfq-system-queue-status"]
+    assert len(list(Scheduler(connection=redis).get_jobs())) == 2
 
 
 def test_schedule_metadata_limit_counts_the_schedule_id(no_workers: None, client, auth: AuthActions,
@@ -273,13 +273,24 @@ def test_changed_system_schedule_is_registered_again(redis, settings: Settings,
     scheduler = worker.scheduler.PdfScheduler(connection=redis, settings=settings)
     worker.scheduler.register_system_schedules(scheduler)
     before = dict(redis.zrange(Scheduler.scheduled_jobs_key, 0, -1, withscores=True))
-    changed = tuple((job_id, "*/10 * * * *" if job_id == "pdfq-system-cleanup" else cron, function, queue)
+    changed = tuple((job_id, "*/10 * * * *" if job_id == "pdfq-system-queue-status" else cron, function, queue)
                     for job_id, cron, function, queue in worker.scheduler.SYSTEM_SCHEDULES)
     monkeypatch.setattr(worker.scheduler, "SYSTEM_SCHEDULES", changed)
     worker.scheduler.register_system_schedules(scheduler)
     after = dict(redis.zrange(Scheduler.scheduled_jobs_key, 0, -1, withscores=True))
-    assert sorted(after) == [b"pdfq-system-cleanup", b"pdfq-system-daily-report", b"pdfq-system-queue-status"]
-    assert Job.fetch("pdfq-system-cleanup", connection=redis).meta["cron_string"] == "*/10 * * * *"
-    assert after[b"pdfq-system-cleanup"] % 600 == 0
-    assert {k: v for k, v in after.items() if k != b"pdfq-system-cleanup"} == \
-        {k: v for k, v in before.items() if k != b"pdfq-system-cleanup"}
+    assert sorted(after) == [b"pdfq-system-daily-report", b"pdfq-system-queue-status"]
+    assert Job.fetch("pdfq-system-queue-status", connection=redis).meta["cron_string"] == "*/10 * * * *"
+    assert after[b"pdfq-system-queue-status"] % 600 == 0
+    assert {k: v for k, v in after.items() if k != b"pdfq-system-queue-status"} == \
+        {k: v for k, v in before.items() if k != b"pdfq-system-queue-status"}
+
+
+def test_retired_system_schedule_is_removed_at_start(redis, settings: Settings) -> None:
+    """A cleanup schedule an earlier release registered is canceled: expired PDFs have one purge path."""
+    scheduler = worker.scheduler.PdfScheduler(connection=redis, settings=settings)
+    scheduler.cron("*/15 * * * *", func="worker.maintenance.queue_status", id="pdfq-system-cleanup",
+                   queue_name="low", result_ttl=-1)
+    worker.scheduler.register_system_schedules(scheduler)
+    assert "pdfq-system-cleanup" not in scheduler
+    assert sorted(redis.zrange(Scheduler.scheduled_jobs_key, 0, -1)) == [b"pdfq-system-daily-report",
+                                                                         b"pdfq-system-queue-status"]

@@ -170,6 +170,16 @@ def test_slow_dns_is_refused_within_its_timeout(monkeypatch: pytest.MonkeyPatch)
     assert time.monotonic() - started < netguard.DNS_TIMEOUT_S + 1
 
 
+def test_resolver_answering_none_counts_as_not_resolving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A getaddrinfo that returns None is refused as "does not resolve", with no error in the lookup thread."""
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", lambda *args, **kwargs: None)
+    with pytest.raises(BlockedTarget, match="does not resolve"):
+        resolve_public("https://none-answer.example/logo.png")
+    assert raised == []
+
+
 def test_templates_dir_assets_still_load(renderer: Renderer) -> None:
     """Files under templates/ (stylesheet, logo, fonts) are served to the render."""
     fetched = renderer.fetcher.fetch((PROJECT_ROOT / "templates" / "assets" / "logo.svg").as_uri())

@@ -1,4 +1,4 @@
-"""System jobs the scheduler runs: retention cleanup, the queue status line, the daily operations report."""
+"""System jobs the scheduler runs: the queue status line and the daily operations report."""
 from __future__ import annotations
 
 import logging
@@ -6,13 +6,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rq import Worker
-
 from shared import keys, metrics
 from shared.enqueue import enqueue_render
 from shared.metrics import FleetStats, percentile
 from shared.queues import QUEUE_ORDER, all_queues
 from shared.schema import JobRequest
+from shared.workers import live_workers
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -22,18 +21,11 @@ OPS_TENANT = "ops"
 REPORT_TEMPLATE = "internal/ops_report.html"
 
 
-def cleanup_expired() -> dict[str, int]:
-    """Delete PDFs past retention (storage with no TTL of its own keeps none after this)."""
-    removed = get_runtime().storage.purge_expired()
-    log.info("retention cleanup", extra={"pdfs_removed": removed})
-    return {"pdfs_removed": removed}
-
-
 def queue_status() -> dict[str, Any]:
     """One JSON log line every 5 minutes: depth per priority, workers, totals, render time, memory."""
     connection = get_runtime().connection
     stats = FleetStats.read(connection)
-    workers = Worker.all(connection=connection)
+    workers = live_workers(connection)
     status = {
         "queued": {q.name: q.count for q in all_queues(connection)},
         "workers_total": len(workers),
@@ -52,9 +44,9 @@ def queue_status() -> dict[str, Any]:
 def report_data(day: datetime) -> dict[str, Any]:
     """The previous day's figures, from the per-day counters workers and the API wrote."""
     connection = get_runtime().connection
-    day_key = metrics.day_key(day.timestamp())
-    counts = {k.decode(): int(v) for k, v in connection.hgetall(day_key).items()}
-    render_ms = sorted(float(v) for v in connection.lrange(day_key + ":render_ms", 0, -1))
+    day_name = metrics.day_of(day.timestamp())
+    counts = {k.decode(): int(v) for k, v in connection.hgetall(keys.daily_stats(day_name)).items()}
+    render_ms = sorted(float(v) for v in connection.lrange(keys.daily_render_ms(day_name), 0, -1))
 
     def breakdown(outcome: str, kind: str) -> dict[str, int]:
         prefix = f"{outcome}:{kind}:"

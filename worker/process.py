@@ -14,16 +14,18 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus as RQStatus
+from rq.job import Job
 from rq.queue import Queue
 from rq.registry import CanceledJobRegistry
 from rq.utils import now
 from rq.worker import WorkerStatus
 
 from shared.config import Settings
-from shared.errors import ConfigError
+from shared.errors import ConfigError, TemplateError
 from shared.events import announce
-from shared.queues import queue_for
+from shared.job_state import JobState
+from shared.queues import queue_for, register_queues
+from shared.records import FINAL_RQ_STATUSES
 from shared.template_catalog import load_catalog
 from worker.jobs import record_failure
 from worker.limits import cap_memory
@@ -40,7 +42,6 @@ WORKER_TTL_S = 30
 REGISTRATION_GRACE_S = 10
 """A worker's key outlives its last heartbeat by at most WORKER_TTL_S + this (RQ allows + 60): a killed worker
 stops counting (readiness, wait estimates) within 40 s. Busy workers beat every 5 s, idle ones every 15 s."""
-FINAL_RQ_STATUSES = frozenset({RQStatus.FINISHED, RQStatus.FAILED, RQStatus.STOPPED, RQStatus.CANCELED})
 
 
 class PdfWorker(Worker):
@@ -52,6 +53,11 @@ class PdfWorker(Worker):
         self.horse_memory_mb = horse_memory_mb
         self._shutdown_timer: threading.Timer | None = None
         self._requeue_on_shutdown = False
+
+    def register_birth(self) -> None:
+        # RQ gives a new registration worker_ttl + 60 s: a worker killed before its first beat would count that long.
+        super().register_birth()
+        self.connection.expire(self.key, self.worker_ttl + REGISTRATION_GRACE_S)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         cap = self.worker_ttl + REGISTRATION_GRACE_S
@@ -99,11 +105,13 @@ class PdfWorker(Worker):
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         # The horse's meta updates never reached this (parent) copy of the job; RQ re-saves it next.
-        job.meta = job.get_meta(refresh=True)
+        state = JobState.from_job(job, refresh=True)
+        state.apply(job)
         if self._requeue_on_shutdown:
             # A deploy is not the job's fault: give the attempt back so the retry is free.
             job.retries_left = (job.retries_left or 0) + 1
-            job.meta["attempts"] = max(0, job.meta.get("attempts", 1) - 1)
+            state.attempts = max(0, state.attempts - 1)
+            state.apply(job)
             record_failure(job, "worker_shutdown", "the worker shut down; the job was returned to its queue",
                            permanent=False)
             return
@@ -114,11 +122,17 @@ class PdfWorker(Worker):
         record_failure(job, "worker_lost", f"the render process died (wait status {ret_val})", permanent=False)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        """RQ's version logs the exception text, which can quote template data: log its type and frames only."""
-        exc_type, _, tb = exc_info
-        frames = "".join(traceback.format_tb(tb)) if tb is not None else ""
-        log.error("job raised", extra={"job_id": job.id, "queue": job.origin, "exception": exc_type.__name__,
-                                       "frames": frames})
+        """RQ's version logs the exception text, which can quote template data: log its type and frames only.
+
+        A template error is the tenant's own mistake, never retried: a warning with its code, no frames.
+        """
+        exc_type, exc, tb = exc_info
+        if isinstance(exc, TemplateError):
+            log.warning("job template error", extra={"job_id": job.id, "queue": job.origin, "code": exc.code})
+        else:
+            frames = "".join(traceback.format_tb(tb)) if tb is not None else ""
+            log.error("job raised", extra={"job_id": job.id, "queue": job.origin, "exception": exc_type.__name__,
+                                           "frames": frames})
         for handler in self._exc_handlers:
             if handler(job, *exc_info) is False:
                 break
@@ -188,6 +202,7 @@ def warm_up() -> None:
 
 
 def build_worker(connection: Redis, settings: Settings) -> PdfWorker:
+    register_queues(connection)
     queues = [queue_for(name, connection) for name in settings.worker_queues]
     return PdfWorker(queues, connection=connection, job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
                      maintenance_interval=settings.worker_maintenance_interval_s, worker_ttl=WORKER_TTL_S,

@@ -15,6 +15,7 @@ from rq_scheduler import Scheduler
 from shared import schedules
 from shared.config import Settings
 from shared.connection import connect
+from shared.job_state import cron_string
 from shared.logs import configure_logging
 from shared.metrics import record_scheduler_pass
 from shared.queues import Priority
@@ -26,10 +27,11 @@ REDIS_RETRY_S = 5
 
 SYSTEM_SCHEDULES = (
     # (fixed id, cron, function, queue): fixed ids make a re-deploy update rather than duplicate them.
-    ("pdfq-system-cleanup", "*/15 * * * *", "worker.maintenance.cleanup_expired", Priority.LOW),
     ("pdfq-system-queue-status", "*/5 * * * *", "worker.maintenance.queue_status", Priority.URGENT),
     ("pdfq-system-daily-report", "5 0 * * *", "worker.maintenance.daily_report", Priority.LOW),
 )
+RETIRED_SYSTEM_SCHEDULES = ("pdfq-system-cleanup",)
+"""Ids an earlier release registered, dropped at start: expired PDFs are purged by each worker's maintenance."""
 
 
 class PdfScheduler(Scheduler):
@@ -82,14 +84,18 @@ def _registered_as(scheduler: Scheduler, job_id: str) -> tuple[str | None, str, 
         job = Job.fetch(job_id, connection=scheduler.connection)
     except NoSuchJobError:
         return None
-    return job.meta.get("cron_string"), job.func_name, job.origin
+    return cron_string(job), job.func_name, job.origin
 
 
 def register_system_schedules(scheduler: Scheduler) -> None:
     """Idempotent: an unchanged schedule keeps its next run; a changed one is registered again under its
     fixed id, which replaces the job record and its single entry (never a duplicate). result_ttl=-1 keeps
     periodic jobs from expiring, and one whose job record vanished anyway (rq-scheduler issues 42, 315)
-    is registered afresh."""
+    is registered afresh; retired ones are canceled."""
+    for job_id in RETIRED_SYSTEM_SCHEDULES:
+        if job_id in scheduler:
+            scheduler.cancel(job_id)
+            log.info("retired system schedule removed", extra={"schedule": job_id})
     for job_id, cron, function, priority in SYSTEM_SCHEDULES:
         if _registered_as(scheduler, job_id) == (cron, function, priority.value):
             continue

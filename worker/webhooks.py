@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from shared.job_state import JobState
 from shared.links import job_links
 from shared.metrics import WebhookOutcome, record_webhook
 from shared.netguard import BlockedTarget, PinnedHTTPSConnection, check_url_shape, resolve_public
@@ -77,10 +78,13 @@ def deliver_webhook(job_id: str, event: str) -> int | None:
         log.error("webhook not sent: WEBHOOK_SECRET unset", extra={"job_id": job_id, "event": event})
         return None
     job = _final_job(job_id)
-    if job is None or not job.meta.get("webhook_url"):
+    if job is None:
         return None
-    url = job.meta["webhook_url"]
-    resource = to_resource(job, links=job_links(runtime.settings, job.meta["tenant"], job.id))
+    state = JobState.from_job(job)
+    url = state.webhook_url
+    if not url:
+        return None
+    resource = to_resource(job, links=job_links(runtime.settings, state.tenant, job.id))
     body = json.dumps(resource, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
