@@ -14,7 +14,7 @@ from api.admission import check_capacity, claim_idempotency, idempotency_key, js
 from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
 from api.errors import ApiError, field_problem, validation_problem
-from api.lookup import find_job, was_expired
+from api.lookup import completed_job, find_job
 from shared import keys
 from shared.cancel import AlreadyFinished, cancel
 from shared.enqueue import enqueue_render, new_job_id
@@ -195,15 +195,7 @@ def _retryable(job_id: str) -> Job:
 @bp.get("/<job_id>/pdf")
 @require_tenant_or_token("pdf")
 def download_pdf(job_id: str) -> Any:
-    try:
-        job = find_job(job_id, g.tenant)
-    except ApiError:
-        if was_expired(job_id, g.tenant):
-            raise ApiError(410, "expired", "the PDF was removed after its retention period") from None
-        raise
-    status = status_of(job)
-    if status != JobStatus.COMPLETED:
-        raise ApiError(409, "not_ready", f"the job is {status.value}, not completed", job_status=status.value)
+    job = completed_job(job_id, g.tenant)
     state = JobState.from_job(job)
     result = state.result
     assert result is not None, "a completed job has its result"

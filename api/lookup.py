@@ -10,6 +10,7 @@ from api.context import ctx
 from api.errors import ApiError
 from shared import keys
 from shared.job_state import JobState
+from shared.records import JobStatus, status_of
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -38,3 +39,17 @@ def find_job(job_id: str, tenant: str) -> Job:
 def was_expired(job_id: str, tenant: str) -> bool:
     """True for a job of this tenant whose record has already passed retention."""
     return JOB_ID.match(job_id) is not None and ctx().connection.zscore(keys.tenant_jobs(tenant), job_id) is not None
+
+
+def completed_job(job_id: str, tenant: str) -> Job:
+    """The tenant's completed job, whose PDF may be read: 410 past retention, 409 before it completed."""
+    try:
+        job = find_job(job_id, tenant)
+    except ApiError:
+        if was_expired(job_id, tenant):
+            raise ApiError(410, "expired", "the PDF was removed after its retention period") from None
+        raise
+    status = status_of(job)
+    if status != JobStatus.COMPLETED:
+        raise ApiError(409, "not_ready", f"the job is {status.value}, not completed", job_status=status.value)
+    return job

@@ -22,8 +22,8 @@ def _ref_name(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-UNDOCUMENTED_ENDPOINTS = {"static", "openapi.openapi"}
-"""Routes that are not part of the API: static files, this document itself and the dashboard."""
+UNDOCUMENTED_ENDPOINTS = {"static", "openapi.openapi", "web.index", "web.static"}
+"""Routes that are not part of the API: static files, this document itself, the web page and the dashboard."""
 COMMON_ERRORS = {401: "Missing or unknown key", 503: "Redis unreachable (backend_unavailable)"}
 
 
@@ -93,6 +93,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         media={200: "text/event-stream"}, query=("token",)),
     ("catalog.list_templates", "GET"): Operation("Built-in templates with sample data", {
         200: ("Templates", r.TemplateList)}),
+    ("previews.job_preview", "GET"): Operation("PNG of one page of the PDF (Bearer key or ?token=)", {
+        200: ("The page as PNG", None), **JOB_ERRORS, 409: ("Not ready", r.Problem),
+        410: ("Expired", r.Problem), 422: ("Bad page or width (page past the end)", r.Problem)},
+        media={200: "image/png"}, query=("page", "width", "token")),
+    ("previews.template_preview_png", "GET"): Operation("PNG of page 1 of a template with its sample data", {
+        200: ("The page as PNG", None), 404: ("Unknown template", r.Problem),
+        503: ("No worker has rendered it yet", r.Problem)}, media={200: "image/png"}),
     ("schedules.create_schedule", "POST"): Operation("Create a recurring job", {
         201: ("Created", r.ScheduleResource), **BODY_ERRORS}, body=ScheduleRequest),
     ("schedules.list_schedules", "GET"): Operation("The tenant's schedules", {200: ("Schedules", r.ScheduleList)}),

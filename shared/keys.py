@@ -22,6 +22,16 @@ def pdf_blob(job_id: str) -> str:
     return f"{PREFIX}pdf:{job_id}"
 
 
+def pdf_beside(job_id: str) -> str:
+    """Hash of the files kept beside a job's PDF in Redis storage (its previews), expiring with the PDF."""
+    return f"{PREFIX}pdf:{job_id}:beside"
+
+
+def template_preview(name: str) -> str:
+    """PNG of page 1 of a built-in template with its sample data, written by each worker at start-up."""
+    return f"{PREFIX}template-preview:{name}"
+
+
 def active_jobs(tenant: str) -> str:
     """Set of a tenant's queued/started job ids, for the admission limit."""
     return f"{PREFIX}tenant:{tenant}:active"

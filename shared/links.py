@@ -22,10 +22,11 @@ def link_token(settings: Settings, tenant: str, job_id: str, route: str) -> str:
 
 
 def job_links(settings: Settings, tenant: str, job_id: str) -> dict[str, str]:
-    """Paths (relative to the API's root) for the job, its PDF and its event stream."""
+    """Paths (relative to the API's root) for the job, its PDF, its page previews and its event stream."""
     base = f"/v1/jobs/{job_id}"
     return {
         "self": base,
         "pdf": f"{base}/pdf?token={link_token(settings, tenant, job_id, 'pdf')}",
         "events": f"{base}/events?token={link_token(settings, tenant, job_id, 'events')}",
+        "preview": f"{base}/preview.png?token={link_token(settings, tenant, job_id, 'preview')}",
     }

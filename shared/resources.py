@@ -30,6 +30,7 @@ class JobLinks(BaseModel):
     self: str
     pdf: str = Field(description="Download URL with a short-lived signed token")
     events: str = Field(description="Server-Sent Events URL with a short-lived signed token")
+    preview: str = Field(description="PNG preview URL with a short-lived signed token; add &page=N&width=PX")
 
 
 class JobResource(BaseModel):

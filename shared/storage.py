@@ -41,12 +41,22 @@ class PdfStream:
         self.source.close()
 
 
+MAX_FILES_BESIDE_PDF = 32
+"""Derived files (previews) kept per job; past it a put is skipped, so no client can fill the store with one job."""
+
+
 class PdfStorage(Protocol):
     def put(self, job_id: str, content: bytes) -> None: ...
     def open(self, job_id: str) -> PdfStream | None:
         """The stored PDF, or None when it is missing or past retention."""
-    def delete(self, job_id: str) -> None: ...
+    def delete(self, job_id: str) -> None:
+        """The PDF and every file kept beside it."""
     def purge_expired(self) -> int: ...
+    def put_beside(self, job_id: str, name: str, content: bytes) -> bool:
+        """Keep a file derived from the job's PDF until the PDF expires; False (nothing kept) when the PDF is
+        gone or MAX_FILES_BESIDE_PDF are already kept."""
+    def open_beside(self, job_id: str, name: str) -> bytes | None:
+        """A file kept beside the job's PDF, or None (never kept, or expired with the PDF)."""
 
 
 class FileStorage:
@@ -56,8 +66,8 @@ class FileStorage:
         self.root = root
         self.ttl_s = ttl_s
 
-    def _path(self, job_id: str) -> Path:
-        return self.root / job_id[:2] / f"{job_id}.pdf"
+    def _path(self, job_id: str, suffix: str = "pdf") -> Path:
+        return self.root / job_id[:2] / f"{job_id}.{suffix}"
 
     def put(self, job_id: str, content: bytes) -> None:
         path = self._path(job_id)
@@ -68,8 +78,11 @@ class FileStorage:
         os.replace(tmp.name, path)
 
     def open(self, job_id: str) -> PdfStream | None:
+        return self._open_path(self._path(job_id))
+
+    def _open_path(self, path: Path) -> PdfStream | None:
         try:
-            handle = self._path(job_id).open("rb")
+            handle = path.open("rb")
         except FileNotFoundError:
             return None
         if time.time() - os.fstat(handle.fileno()).st_mtime > self.ttl_s:
@@ -78,7 +91,30 @@ class FileStorage:
         return PdfStream(handle)
 
     def delete(self, job_id: str) -> None:
-        self._path(job_id).unlink(missing_ok=True)
+        for path in self._path(job_id).parent.glob(f"{job_id}.*"):
+            path.unlink(missing_ok=True)
+
+    def put_beside(self, job_id: str, name: str, content: bytes) -> bool:
+        """The file takes the PDF's modification time, so retention checks and purges treat both alike."""
+        try:
+            pdf_mtime = self._path(job_id).stat().st_mtime
+        except FileNotFoundError:
+            return False
+        path = self._path(job_id, name)
+        if time.time() - pdf_mtime > self.ttl_s or len(list(path.parent.glob(f"{job_id}.*"))) > MAX_FILES_BESIDE_PDF:
+            return False
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+            tmp.write(content)
+        os.utime(tmp.name, (pdf_mtime, pdf_mtime))
+        os.replace(tmp.name, path)
+        return True
+
+    def open_beside(self, job_id: str, name: str) -> bytes | None:
+        stream = self._open_path(self._path(job_id, name))
+        if stream is None:
+            return None
+        with contextlib.closing(stream):
+            return b"".join(stream)
 
     def purge_expired(self) -> int:
         """Delete files past retention (and stale partial writes); returns how many this call removed.
@@ -117,10 +153,29 @@ class RedisStorage:
         return PdfStream(io.BytesIO(content)) if content is not None else None
 
     def delete(self, job_id: str) -> None:
-        self.connection.delete(keys.pdf_blob(job_id))
+        self.connection.delete(keys.pdf_blob(job_id), keys.pdf_beside(job_id))
 
     def purge_expired(self) -> int:
         return 0  # Redis expires the blobs itself.
+
+    def put_beside(self, job_id: str, name: str, content: bytes) -> bool:
+        kept = self.connection.register_script(_PUT_BESIDE)(
+            keys=[keys.pdf_blob(job_id), keys.pdf_beside(job_id)], args=[name, content, MAX_FILES_BESIDE_PDF])
+        return bool(kept)
+
+    def open_beside(self, job_id: str, name: str) -> bytes | None:
+        return self.connection.hget(keys.pdf_beside(job_id), name)
+
+
+# One hash per job beside the PDF's key, given the PDF's remaining lifetime (in ms) on every write.
+_PUT_BESIDE = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+"""
 
 
 class S3Storage:
@@ -135,8 +190,8 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.ttl_s = ttl_s
 
-    def _key(self, job_id: str) -> str:
-        return f"{self.prefix}/{job_id}.pdf" if self.prefix else f"{job_id}.pdf"
+    def _key(self, job_id: str, suffix: str = "pdf") -> str:
+        return f"{self.prefix}/{job_id}.{suffix}" if self.prefix else f"{job_id}.{suffix}"
 
     def put(self, job_id: str, content: bytes) -> None:
         expires = datetime.now(timezone.utc) + timedelta(seconds=self.ttl_s)
@@ -159,7 +214,43 @@ class S3Storage:
         return PdfStream(response["Body"])
 
     def delete(self, job_id: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(job_id))
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(job_id, ""))
+        doomed = [{"Key": o["Key"]} for o in listed.get("Contents", [])] or [{"Key": self._key(job_id)}]
+        self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": doomed, "Quiet": True})
+
+    def put_beside(self, job_id: str, name: str, content: bytes) -> bool:
+        """S3 cannot set an object's LastModified, so the PDF's travels in the object's metadata."""
+        try:
+            with _s3_faults():
+                pdf = self.client.head_object(Bucket=self.bucket, Key=self._key(job_id))
+        except StorageError:
+            return False
+        modified = pdf["LastModified"]
+        if (datetime.now(timezone.utc) - modified).total_seconds() > self.ttl_s:
+            return False
+        with _s3_faults():
+            listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(job_id, ""))
+            if listed.get("KeyCount", 0) > MAX_FILES_BESIDE_PDF:
+                return False
+            self.client.put_object(Bucket=self.bucket, Key=self._key(job_id, name), Body=content,
+                                   Expires=modified + timedelta(seconds=self.ttl_s),
+                                   Metadata={_PDF_MODIFIED: str(modified.timestamp())})
+        return True
+
+    def open_beside(self, job_id: str, name: str) -> bytes | None:
+        try:
+            with _s3_faults():
+                response = self.client.get_object(Bucket=self.bucket, Key=self._key(job_id, name))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, self.client.exceptions.NoSuchKey):
+                return None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            pdf_modified = float(response.get("Metadata", {}).get(_PDF_MODIFIED, "0"))
+            if time.time() - pdf_modified > self.ttl_s:
+                return None
+            with _s3_faults():
+                return body.read()
 
     def purge_expired(self) -> int:
         """S3 lifecycle rules work in whole days; this enforces RESULT_TTL_S to the second."""
@@ -172,6 +263,10 @@ class S3Storage:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": stale, "Quiet": True})
                 removed += len(stale)
         return removed
+
+
+_PDF_MODIFIED = "pdf-modified"
+"""Object metadata of a file kept beside a PDF in S3: the PDF's LastModified (epoch seconds)."""
 
 
 @contextlib.contextmanager

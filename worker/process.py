@@ -24,6 +24,7 @@ from shared.config import Settings
 from shared.errors import ConfigError, TemplateError
 from shared.events import announce
 from shared.job_state import JobState
+from shared.previews import store_template_preview
 from shared.queues import queue_for, register_queues
 from shared.records import FINAL_RQ_STATUSES
 from shared.template_catalog import load_catalog
@@ -195,10 +196,14 @@ def check_fast_font_subsetter() -> None:
 
 
 def warm_up() -> None:
-    """Exercise WeasyPrint, fonts and every template before forking, so each horse inherits them warm."""
+    """Exercise WeasyPrint, fonts and every template before forking, so each horse inherits them warm.
+
+    The renders are the templates' previews too: the API shows them without ever running WeasyPrint.
+    """
     runtime = get_runtime()
     for info in load_catalog(runtime.settings.templates_dir).values():
-        runtime.renderer.render(template=info.name, html=None, data=info.sample_data)
+        rendered = runtime.renderer.render(template=info.name, html=None, data=info.sample_data)
+        store_template_preview(runtime.connection, info.name, rendered.content)
 
 
 def build_worker(connection: Redis, settings: Settings) -> PdfWorker:
