@@ -13,14 +13,15 @@ from playwright.sync_api import Browser, Page
 from redis import Redis
 
 from api import create_app
+from shared import keys
 from shared.config import Settings
 from shared.connection import connect
 from tests import browser as real_browser
 from tests.support import ROOT, LiveServer, RedisServer, WorkerProcess, wait_until
 
 TENANT_KEYS = {"acme": "acme-key", "globex": "globex-key", "ops": "ops-key"}
-KEPT_PREFIXES = (b"rq:worker", b"rq:scheduler", b"rq:clean_registries")
-"""Keys the long-lived test workers own; flushing them would unregister the workers."""
+KEPT_PREFIXES = (b"rq:worker", b"rq:scheduler", b"rq:clean_registries", keys.template_preview("").encode())
+"""Keys the long-lived test workers own (their registrations, the template previews they render at start-up)."""
 
 
 @pytest.fixture(scope="session")
