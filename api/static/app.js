@@ -78,8 +78,7 @@ function forgetTenantView() {
   state.templates = [];
   $("gallery").querySelectorAll(".tile").forEach((tile) => tile.remove());
   $("gallery-empty").hidden = false;
-  $("job-live").hidden = true;
-  $("job-empty").hidden = false;
+  clearJobPanel();
   $("recent").replaceChildren();
   $("recent-empty").hidden = false;
 }
@@ -183,13 +182,24 @@ function selectTemplate(name) {
 
 // --- JSON fields ----------------------------------------------------------------------------------------
 
-function lineAndColumn(text, message) {
+// Where JSON.parse gave up: V8 names a position, or quotes the text around an unexpected token.
+function errorOffset(text, message) {
   const at = /position (\d+)/.exec(message);
-  if (!at) return "";
-  const before = text.slice(0, Number(at[1]));
+  if (at) return Number(at[1]);
+  if (/end of JSON input/.test(message)) return text.length;
+  const token = /Unexpected token '(.+?)', (?:\.\.\.)?"(.*?)(?:\.\.\.)?" is not valid JSON/s.exec(message);
+  const start = token ? text.indexOf(token[2]) : -1;
+  return start >= 0 ? start + token[2].lastIndexOf(token[1]) : null;
+}
+
+function jsonError(text, message) {
+  const reason = message.replace(/^JSON\.parse: /, "").split(/, (?:\.\.\.)?"/)[0].replace(/ in JSON at position.*$/, "");
+  const offset = errorOffset(text, message);
+  if (offset === null) return `Invalid JSON: ${reason}`;
+  const before = text.slice(0, offset);
   const line = before.split("\n").length;
   const column = before.length - before.lastIndexOf("\n");
-  return ` (line ${line}, column ${column})`;
+  return `Invalid JSON at line ${line}, column ${column}: ${reason}`;
 }
 
 // Parses a textarea as a JSON object; flags it (aria-invalid + message) and returns undefined when invalid.
@@ -201,11 +211,10 @@ function checkJson(textarea, status, { required }) {
     if (required) problem = "Enter a JSON object, e.g. {}";
   } else {
     try {
-      value = JSON.parse(text);
+      value = JSON.parse(textarea.value);
       if (value === null || typeof value !== "object" || Array.isArray(value)) problem = "Must be a JSON object { … }";
     } catch (error) {
-      const reason = error.message.replace(/ \(line \d+ column \d+\)$/, "").replace(/^JSON\.parse: /, "");
-      problem = `Invalid JSON: ${reason}${lineAndColumn(textarea.value, error.message)}`;
+      problem = jsonError(textarea.value, error.message);
     }
   }
   textarea.setAttribute("aria-invalid", problem ? "true" : "false");
@@ -232,6 +241,18 @@ function chosenOptions(extra) {
 }
 
 // --- submit and follow ----------------------------------------------------------------------------------
+
+function clearJobPanel() {
+  $("job-live").hidden = true;
+  $("job-empty").hidden = false;
+  for (const id of ["job-id", "job-position", "job-wait", "job-step", "job-attempts", "job-error", "job-summary"]) {
+    $(id).textContent = "";
+  }
+  $("download").href = "#";
+  $("download").setAttribute("download", "");
+  $("previews").replaceChildren();
+  delete $("previews").dataset.job;
+}
 
 async function submit(event) {
   event.preventDefault();
