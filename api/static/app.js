@@ -5,6 +5,7 @@ const KEY_STORAGE = "pdfq.apiKey";
 const RECENT_LIMIT = 10;
 const MAX_PREVIEW_PAGES = 12;
 const PREVIEW_WIDTH_PX = 600;
+const ZOOM_WIDTH_PX = 1400;
 const OWN_HTML = "__html__";
 const OWN_HTML_SAMPLE = {
   html: "<h1>Hello {{ name }}</h1>\n<p>Rendered by pdfq on {{ date }}.</p>",
@@ -114,6 +115,7 @@ function tile(value, title, description) {
   radio.type = "radio";
   radio.name = "template";
   radio.value = value;
+  radio.setAttribute("aria-label", title);
   const thumb = document.createElement("div");
   thumb.className = "thumb";
   const text = document.createElement("div");
@@ -124,6 +126,8 @@ function tile(value, title, description) {
   const about = document.createElement("span");
   about.className = "tile-about";
   about.textContent = description;
+  about.id = `about-${value.replace(/[^A-Za-z0-9_-]/g, "-")}`;
+  radio.setAttribute("aria-describedby", about.id);
   const head = document.createElement("span");
   head.className = "tile-head";
   head.append(radio, name);
@@ -363,9 +367,15 @@ function showResult(job) {
     img.alt = `Page ${i + 1} of ${pages}`;
     img.loading = i < 2 ? "eager" : "lazy";
     img.decoding = "async";
+    const zoom = document.createElement("a");
+    zoom.href = `${job.links.preview}&page=${i + 1}&width=${ZOOM_WIDTH_PX}`;
+    zoom.target = "_blank";
+    zoom.rel = "noopener";
+    zoom.setAttribute("aria-label", `Page ${i + 1} of ${pages}, larger, in a new tab`);
+    zoom.append(img);
     const caption = document.createElement("figcaption");
     caption.textContent = `Page ${i + 1}`;
-    figure.append(img, caption);
+    figure.append(zoom, caption);
     return figure;
   }));
   if (pages > shown) {
