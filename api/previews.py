@@ -3,22 +3,26 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import sys
 from functools import lru_cache
 from typing import Any, Callable, TypeVar
 
 from flask import Blueprint, Response, g, request
+from redis.exceptions import RedisError
 
 from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
 from api.errors import ApiError
 from api.lookup import completed_job
+from shared.errors import StorageError
 from shared.job_state import JobState
 from shared.previews import (DEFAULT_PREVIEW_WIDTH_PX, MAX_PREVIEW_WIDTH_PX, MIN_PREVIEW_WIDTH_PX, job_preview_name,
                              render_png, template_preview)
 from shared.schema import ascii_int
 
 bp = Blueprint("previews", __name__)
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PREVIEW_CACHE_CONTROL = "private, max-age=300"
@@ -53,9 +57,14 @@ def _off_the_loop(work: Callable[[], T]) -> T:
     return work()
 
 
-def png_response(content: bytes, etag: str) -> Response:
+def not_modified(etag: str) -> Response | None:
+    """304 when the client already holds this PNG (If-None-Match), decided before any store is read."""
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": PREVIEW_CACHE_CONTROL})
+    return None
+
+
+def png_response(content: bytes, etag: str) -> Response:
     return Response(content, mimetype="image/png", headers={
         "ETag": f'"{etag}"', "Cache-Control": PREVIEW_CACHE_CONTROL, "Content-Length": str(len(content))})
 
@@ -72,8 +81,8 @@ def job_preview(job_id: str) -> Any:
         raise ApiError(422, "validation_error", f"page {page} is past the end: the PDF has {result['pages']} page(s)",
                        errors=[{"field": "page", "message": f"must be 1..{result['pages']}"}])
     etag = f"{result['sha256'][:32]}-p{page}-w{width}"
-    if request.if_none_match.contains(etag):  # from the record: the store is not touched
-        return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": PREVIEW_CACHE_CONTROL})
+    if (unchanged := not_modified(etag)) is not None:
+        return unchanged
     storage = ctx().storage
     name = job_preview_name(page, width)
     png = storage.open_beside(job.id, name)
@@ -84,8 +93,16 @@ def job_preview(job_id: str) -> Any:
         with contextlib.closing(pdf):
             content = b"".join(pdf)
         png = _off_the_loop(lambda: render_png(content, page, width))
-        storage.put_beside(job.id, name, png)
+        _keep(job.id, name, png)
     return png_response(png, etag)
+
+
+def _keep(job_id: str, name: str, png: bytes) -> None:
+    """Keeping the preview saves the next request's render; a store that fails now must not fail this one."""
+    try:
+        ctx().storage.put_beside(job_id, name, png)
+    except (RedisError, StorageError, OSError) as exc:
+        log.warning("preview not kept", extra={"job_id": job_id, "error": type(exc).__name__})
 
 
 @bp.get("/v1/templates/<name>/preview.png")
@@ -97,4 +114,6 @@ def template_preview_png(name: str) -> Any:
     if png is None:
         raise ApiError(503, "preview_unavailable", "no worker has rendered this template's preview yet",
                        headers={"Retry-After": str(TEMPLATE_PREVIEW_RETRY_AFTER_S)})
-    return png_response(png, hashlib.sha256(png).hexdigest()[:32])
+    etag = hashlib.sha256(png).hexdigest()[:32]
+    unchanged = not_modified(etag)
+    return unchanged if unchanged is not None else png_response(png, etag)

@@ -12,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 from redis import Redis
+from redis.exceptions import RedisError
 
 from api import create_app
 from shared.config import Settings
@@ -68,6 +69,23 @@ def test_cached_preview_is_served_from_storage_and_by_etag(jobs: JobsClient, cli
     storage.delete(done["id"])
     assert storage.open_beside(done["id"], "p1-w200.png") is None, "deleting the PDF deletes its previews"
     assert client.get(url, headers=auth.headers()).json["code"] == "expired"
+
+
+@pytest.mark.usefixtures("workers")
+def test_a_store_that_cannot_keep_the_preview_still_serves_it(jobs: JobsClient, client: FlaskClient,
+                                                              auth: AuthActions, monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Keeping the PNG is an optimisation: when the store refuses, the request still gets its preview."""
+    done = jobs.wait(jobs.submit({"html": "<h1>unkept</h1>"})["id"])
+    storage = client.application.extensions["pdfq"].storage
+
+    def refuse(job_id: str, name: str, content: bytes) -> bool:
+        raise RedisError("store down")
+
+    monkeypatch.setattr(storage, "put_beside", refuse)
+    response = client.get(f"/v1/jobs/{done['id']}/preview.png", headers=auth.headers())
+    assert response.status_code == 200 and png_size(response.data)[0] == 600
+    assert [r for r in caplog.records if r.getMessage() == "preview not kept"]
 
 
 @pytest.mark.usefixtures("workers")

@@ -62,6 +62,22 @@ def test_s3_storage_streams_the_object_in_chunks(s3_endpoint: str) -> None:
     storage.delete("big1")
 
 
+def test_s3_previews_live_beside_the_pdf_and_expire_with_it(s3_endpoint: str) -> None:
+    """A file kept beside a PDF in S3 opens while the PDF is within retention, and goes when the PDF is deleted."""
+    client = s3_client(s3_endpoint)
+    storage = S3Storage(client, BUCKET, "unit", ttl_s=60)
+    assert storage.put_beside("job9", "p1-w600.png", b"png") is False, "nothing is kept beside a missing PDF"
+    storage.put("job9", b"%PDF-1.7")
+    assert storage.put_beside("job9", "p1-w600.png", b"png") is True
+    assert storage.open_beside("job9", "p1-w600.png") == b"png"
+    assert storage.open_beside("job9", "p2-w600.png") is None
+    past_retention = S3Storage(client, BUCKET, "unit", ttl_s=-1)
+    assert past_retention.open_beside("job9", "p1-w600.png") is None
+    assert past_retention.put_beside("job9", "p2-w600.png", b"png") is False
+    storage.delete("job9")
+    assert client.list_objects_v2(Bucket=BUCKET, Prefix="unit/job9.").get("KeyCount") == 0
+
+
 def test_s3_storage_end_to_end(private_db: dict[str, str], s3_endpoint: str, auth: AuthActions,
                                spawn_worker: Callable[..., WorkerProcess], monkeypatch: pytest.MonkeyPatch) -> None:
     """With STORAGE_URL=s3://bucket/prefix the worker uploads and the API streams the same PDF back in chunks."""
