@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from api.jobs import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from shared import resources as r
+from shared.previews import DEFAULT_PREVIEW_WIDTH_PX, MAX_PREVIEW_WIDTH_PX, MIN_PREVIEW_WIDTH_PX
 from shared.records import JobStatus
 from shared.schema import BatchRequest, JobRequest, ScheduleRequest
 
@@ -24,6 +25,9 @@ def _ref_name(name: str) -> dict[str, str]:
 
 UNDOCUMENTED_ENDPOINTS = {"static", "openapi.openapi", "web.index", "web.static"}
 """Routes that are not part of the API: static files, this document itself, the web page and the dashboard."""
+ID_PATTERN = "^[A-Za-z0-9_-]+$"
+PATH_PATTERNS = {"name": "^[A-Za-z0-9_.-]+$"}
+"""Path parameters that are not ids: template names end in `.html`."""
 COMMON_ERRORS = {401: "Missing or unknown key", 503: "Redis unreachable (backend_unavailable)"}
 
 
@@ -42,6 +46,9 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": DEFAULT_LIST_LIMIT},
     "cursor": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
     "token": {"type": "string"},
+    "page": {"type": "integer", "minimum": 1, "default": 1},
+    "width": {"type": "integer", "minimum": MIN_PREVIEW_WIDTH_PX, "maximum": MAX_PREVIEW_WIDTH_PX,
+              "default": DEFAULT_PREVIEW_WIDTH_PX},
 }
 """What each query parameter accepts, as the views check it."""
 BODY_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -54,12 +61,13 @@ BODY_SCHEMAS: dict[str, dict[str, Any]] = {
                        "data": {"type": "string", "contentMediaType": "application/json",
                                 "contentSchema": _ref_name("JobResource")}}},
     "text/plain": {"type": "string"},
+    "image/png": {"type": "string", "contentMediaType": "image/png"},
 }
 """Schemas of the responses that are not JSON documents."""
 JOB_LINKS = {name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
              for name, operation in (("GetJob", "jobs_get_job"), ("CancelJob", "jobs_cancel_job"),
                                      ("RetryJob", "jobs_retry_job"), ("DownloadPdf", "jobs_download_pdf"),
-                                     ("JobEvents", "events_job_events"))}
+                                     ("JobEvents", "events_job_events"), ("JobPreview", "previews_job_preview"))}
 SCHEDULE_LINKS = {name: {"operationId": operation, "parameters": {"schedule_id": "$response.body#/id"}}
                   for name, operation in (("GetSchedule", "schedules_get_schedule"),
                                           ("DeleteSchedule", "schedules_delete_schedule"))}
@@ -139,8 +147,8 @@ def _operation(endpoint: str, op: Operation, path_params: list[str]) -> dict[str
             responses[str(status)]["content"] = {media: {"schema": _ref(model) if model else BODY_SCHEMAS[media]}}
         if (endpoint, status) in LINKS:
             responses[str(status)]["links"] = LINKS[(endpoint, status)]
-    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}}
-                  for p in path_params]
+    parameters = [{"name": p, "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": PATH_PATTERNS.get(p, ID_PATTERN)}} for p in path_params]
     parameters += [{"name": q, "in": "query", "required": False, "schema": QUERY_PARAMETERS[q]} for q in op.query]
     spec: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "summary": op.summary,
                             "responses": responses, "parameters": parameters}

@@ -197,7 +197,7 @@ function errorOffset(text, message) {
 }
 
 function jsonError(text, message) {
-  const reason = message.replace(/^JSON\.parse: /, "").split(/, (?:\.\.\.)?"/)[0].replace(/ in JSON at position.*$/, "");
+  const reason = message.replace(/^JSON\.parse: /, "").split(/, (?:\.\.\.)?"/)[0].replace(/ (?:in JSON )?at position.*$/, "");
   const offset = errorOffset(text, message);
   if (offset === null) return `Invalid JSON: ${reason}`;
   const before = text.slice(0, offset);
