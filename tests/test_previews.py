@@ -15,6 +15,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from api import create_app
+from shared import keys
 from shared.config import Settings
 from shared.previews import render_png
 from shared.storage import MAX_FILES_BESIDE_PDF, FileStorage, RedisStorage
@@ -177,9 +178,10 @@ def test_template_preview_is_page_one_with_sample_data(client: FlaskClient, auth
     assert client.get("/v1/templates/invoice.html/preview.png").status_code == 401
 
 
-def test_template_preview_before_any_worker_started_is_503(no_workers: None, client: FlaskClient,
+def test_template_preview_before_any_worker_started_is_503(no_workers: None, redis: Redis, client: FlaskClient,
                                                             auth: AuthActions) -> None:
     """Without a worker having rendered it, the template preview is 503 with Retry-After, never a render in the API."""
+    redis.delete(keys.template_preview("invoice.html"))  # kept by the cleaning: a worker started earlier wrote it
     response = client.get("/v1/templates/invoice.html/preview.png", headers=auth.headers())
     assert response.status_code == 503 and response.json["code"] == "preview_unavailable"
     assert int(response.headers["Retry-After"]) > 0
