@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 from typing import Any, NoReturn
@@ -93,7 +94,10 @@ def claim_idempotency(tenant: str, key: str, body: Any, job_id: str) -> str | No
     """
     connection = ctx().connection
     redis_key = _idempotency_redis_key(tenant, key)
-    body_hash = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    # Keyed, because the body may hold encryption passwords: a plain hash of it would let whoever reads Redis
+    # test guesses of a password against it.
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    body_hash = hmac.new(ctx().settings.secret_key.encode(), canonical, hashlib.sha256).hexdigest()
     record = json.dumps({"job_id": job_id, "body": body_hash, "claimed_at": time.time()})
     while True:
         if connection.set(redis_key, record, nx=True, ex=IDEMPOTENCY_TTL_S):

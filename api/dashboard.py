@@ -13,7 +13,9 @@ from rq.registry import FailedJobRegistry
 
 from api.context import EXTENSION
 from api.errors import ApiError
+from shared import job_secrets
 from shared.config import Settings
+from shared.job_state import JobState
 from shared.records import RERUNNABLE_STATUSES, status_of
 from shared.requeue import is_render_job, rerun_once
 
@@ -47,6 +49,8 @@ def _rerunnable(job_id: str, connection: Redis) -> Job:
     if is_render_job(job) and status_of(job) not in RERUNNABLE_STATUSES:
         raise ApiError(409, "not_retryable", f"only failed or canceled jobs can be requeued; "
                                              f"this one is {status_of(job).value}")
+    if is_render_job(job) and job_secrets.lost_on_end(JobState.from_job(job)):
+        raise ApiError(409, "not_retryable", "an encrypted job's passwords are deleted when it ends; submit it again")
     return job
 
 
@@ -62,7 +66,8 @@ def _requeue(job_id: str, connection: Redis) -> None:
 def _requeue_failed(queue_name: str, connection: Redis) -> int:
     """Every job of the queue's failed registry that still has a record; how many were requeued."""
     job_ids = FailedJobRegistry(queue_name, connection=connection).get_job_ids(cleanup=False)
-    jobs = [job for job in Job.fetch_many(job_ids, connection=connection) if job is not None]
+    jobs = [job for job in Job.fetch_many(job_ids, connection=connection)
+            if job is not None and not (is_render_job(job) and job_secrets.lost_on_end(JobState.from_job(job)))]
     for job in jobs:
         _requeue(job.id, connection)
     return len(jobs)

@@ -15,7 +15,7 @@ from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
 from api.errors import ApiError, field_problem, validation_problem
 from api.lookup import completed_job, find_job
-from shared import keys
+from shared import job_secrets, keys
 from shared.cancel import AlreadyFinished, cancel
 from shared.enqueue import enqueue_render, new_job_id
 from shared.job_state import JobState
@@ -188,6 +188,8 @@ def _retryable(job_id: str) -> Job:
     status = status_of(job)
     if status not in RERUNNABLE_STATUSES:
         raise ApiError(409, "not_retryable", f"only failed or canceled jobs can be retried; this one is {status.value}")
+    if job_secrets.lost_on_end(JobState.from_job(job)):
+        raise ApiError(409, "not_retryable", "an encrypted job's passwords are deleted when it ends; submit it again")
     check_capacity(g.tenant)
     return job
 

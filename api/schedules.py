@@ -31,6 +31,11 @@ def _find(schedule_id: str) -> schedules.Schedule:
 @require_tenant
 def create_schedule() -> Any:
     request = ScheduleRequest.model_validate(json_body(), context=validation_context())
+    if request.job.options is not None and request.job.options.encryption is not None:
+        # A schedule lives until deleted: its passwords would be a secret in a long-lived Redis key.
+        raise ApiError(422, "validation_error", "schedules cannot encrypt: their passwords would have to be kept "
+                       "for as long as the schedule lives", errors=[{"field": "job.options.encryption",
+                                                                    "message": "not allowed in a schedule"}])
     if schedules.count_for(ctx().connection, g.tenant) >= MAX_SCHEDULES_PER_TENANT:
         raise field_problem("body", f"limit of {MAX_SCHEDULES_PER_TENANT} schedules reached",
                             f"a tenant may hold at most {MAX_SCHEDULES_PER_TENANT} schedules; delete one first")

@@ -11,7 +11,7 @@ from redis.client import Pipeline
 from rq import Callback, Retry
 from rq.job import Job
 
-from shared import keys, metrics
+from shared import job_secrets, keys, metrics
 from shared.config import Settings
 from shared.queues import queue_for
 from shared.job_state import JobState
@@ -43,7 +43,8 @@ def new_job_id() -> str:
 
 def render_kwargs(request: JobRequest) -> dict[str, Any]:
     """What the worker needs to render; kept out of meta so the job resource stays small."""
-    return {"template": request.template, "html": request.html, "data": request.data, "css": request.css}
+    return {"template": request.template, "html": request.html, "data": request.data, "css": request.css,
+            "options": request.options.for_worker() if request.options else None}
 
 
 def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, settings: Settings,
@@ -59,6 +60,7 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
         timeout_s=request.timeout_s,
         metadata=request.metadata,
         webhook_url=request.webhook_url,
+        options=request.options.echo() if request.options else None,
     )
     retry = Retry(max=request.max_retries, interval=retry_delays(request.max_retries)) if request.max_retries else None
     own_pipeline = pipeline is None
@@ -78,6 +80,9 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
         on_stopped=Callback(STOPPED_CALLBACK),
         pipeline=pipe,
     )
+    if request.options is not None and request.options.encryption is not None:
+        # After the enqueue (RQ opens MULTI there); the worker cannot read the queue before EXEC, so before this too.
+        job_secrets.store(pipe, job_id, job_secrets.Passwords.of(request.options.encryption))
     now_ms = int(time.time() * 1000)
     pipe.zadd(keys.tenant_jobs(tenant), {job_id: now_ms})
     pipe.zremrangebyscore(keys.tenant_jobs(tenant), 0, now_ms - (settings.result_ttl_s + TENANT_INDEX_GRACE_S) * 1000)

@@ -25,6 +25,20 @@ class PageLimitExceeded(JobFailure):
     permanent = True
 
 
+class PageRangeEmpty(JobFailure):
+    """`options.page_ranges` keeps none of the rendered pages."""
+
+    code = "page_range"
+    permanent = True
+
+
+class SecretsExpired(JobFailure):
+    """An encrypted job's passwords are no longer in Redis (its backstop TTL passed before it ran)."""
+
+    code = "secrets_expired"
+    permanent = True
+
+
 class RenderError(JobFailure):
     """WeasyPrint could not lay out or write the document."""
 

@@ -76,6 +76,7 @@ def to_resource(job: Job, *, links: dict[str, str], queue_info: dict[str, Any] |
         "template": state.template,
         "filename": state.filename,
         "metadata": state.metadata,
+        "options": state.options,
         "created_at": iso(job.created_at),
         "started_at": state.started_at,
         "finished_at": finished_at,

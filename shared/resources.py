@@ -19,11 +19,27 @@ class JobError(BaseModel):
     message: str
 
 
+class ConformanceCheck(BaseModel):
+    name: str = Field(description="e.g. xmp_identification, output_intent, fonts_embedded, tagged, language, title")
+    passed: bool
+    detail: str
+
+
+class Conformance(BaseModel):
+    """The service's own checks of the written file for its declared variant (not a veraPDF validation)."""
+
+    variant: str
+    passed: bool
+    checks: list[ConformanceCheck]
+
+
 class JobResult(BaseModel):
     bytes: int
-    pages: int
+    pages: int = Field(description="Pages in the PDF (after options.page_ranges)")
     sha256: str
     expires_at: str
+    pdf_variant: str | None = Field(None, description="options.pdf_variant, when one was asked for")
+    conformance: Conformance | None = None
 
 
 class JobLinks(BaseModel):
@@ -40,6 +56,8 @@ class JobResource(BaseModel):
     template: str
     filename: str
     metadata: dict[str, Any]
+    options: dict[str, Any] | None = Field(None, description="The request's options without passwords; attachments "
+                                           "by filename, mime_type, description, bytes and sha256")
     created_at: str | None
     started_at: str | None
     finished_at: str | None

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from shared.filenames import safe_filename
+from shared.options import RenderOptions
 from shared.queues import Priority
 
 MAX_METADATA_BYTES = 4096
@@ -15,8 +17,6 @@ MAX_JSON_DEPTH = 32
 """Deepest nesting of objects and arrays in `data` or `metadata`: documents need a handful of levels, while a few
 hundred already break RQ's save of the job and every later JSON round trip."""
 MAX_BATCH_JOBS = 500
-MAX_FILENAME_CHARS = 128
-_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _ASCII_INTEGER = re.compile(r"[0-9]{1,18}")
 
 
@@ -32,14 +32,6 @@ def json_depth(value: Any) -> int:
         depth += 1
         level = [child for node in containers for child in (node.values() if isinstance(node, dict) else node)]
     return depth
-
-
-def safe_filename(raw: str) -> str | None:
-    """A download name that cannot traverse paths or break a Content-Disposition header."""
-    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    stem = base[:-4] if base.lower().endswith(".pdf") else base
-    stem = _UNSAFE_FILENAME_CHARS.sub("-", stem).strip(".-")[: MAX_FILENAME_CHARS - 4]
-    return f"{stem}.pdf" if stem else None
 
 
 ONE_SOURCE_SCHEMA = {"oneOf": [
@@ -66,6 +58,8 @@ class JobRequest(BaseModel):
     timeout_s: int = Field(120, ge=1, le=600)
     metadata: dict[str, Any] = Field(default_factory=dict)
     webhook_url: str | None = Field(None, max_length=2048, json_schema_extra={"format": "uri"})
+    options: RenderOptions | None = Field(None, description="How the PDF is shaped: page, ranges, quality, "
+                                          "variant, metadata, attachments, watermark, encryption")
 
     @field_validator("template")
     @classmethod

@@ -15,18 +15,21 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from shared import metrics
-from shared.errors import JobFailure, StorageError
+from shared import job_secrets, metrics
+from shared.errors import JobFailure, SecretsExpired, StorageError
 from shared.job_end import record_end
 from shared.job_state import JobState
+from shared.options import RenderOptions
 from shared.records import JobStatus, iso, utcnow
 from worker.progress import reporter, save_state
+from worker.render import NO_OPTIONS
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 
 
-def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css: str | None) -> dict[str, Any] | None:
+def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css: str | None,
+               options: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Render, store, and record the result; any failure raises so RQ records and retries it."""
     job = get_current_job()
     assert job is not None, "render_pdf runs only inside an RQ job"
@@ -43,7 +46,9 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     state.error = None
     report = reporter(job, state)
     started = time.perf_counter()
-    rendered = runtime.renderer.render(template=template, html=html, data=data, css=css, progress=report)
+    render_options = _options(job, options)
+    rendered = runtime.renderer.render(template=template, html=html, data=data, css=css, options=render_options,
+                                       progress=report)
     render_s = time.perf_counter() - started
     report("storing", 90)
     stored = time.perf_counter()
@@ -59,6 +64,8 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
         "sha256": rendered.sha256,
         "expires_at": iso(finished + timedelta(seconds=runtime.settings.result_ttl_s)),
     }
+    if rendered.conformance is not None:
+        state.result.update(pdf_variant=rendered.conformance.variant.value, conformance=rendered.conformance.to_dict())
     state.progress = {"step": "done", "percent": 100}
     state.finished_at = iso(finished)
     state.render_ms = round(render_s * 1000, 1)
@@ -68,6 +75,19 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     log.info("job completed", extra={"job_id": job.id, "tenant": state.tenant, "queue": job.origin,
                                      "attempt": state.attempts, "duration_ms": state.render_ms})
     return state.result
+
+
+def _options(job: Job, options: dict[str, Any] | None) -> RenderOptions:
+    """The job's options, with its encryption passwords fetched from where they wait apart from the job."""
+    if not options:
+        return NO_OPTIONS
+    if "encryption" in options:
+        passwords = job_secrets.load(job.connection, job.id)
+        if passwords is None:
+            raise SecretsExpired("the encryption passwords are gone (an unfinished job keeps them for "
+                                 f"{job_secrets.JOB_SECRETS_TTL_S} s at most); submit the job again")
+        options = job_secrets.with_passwords(options, passwords)
+    return RenderOptions.model_validate(options)
 
 
 def classify(exc_type: type[BaseException], exc: BaseException | None) -> tuple[str, bool]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,9 +16,13 @@ from weasyprint import CSS, HTML
 from weasyprint.document import Document
 from weasyprint.text.fonts import FontConfiguration
 
-from shared.errors import PageLimitExceeded, RenderError, TemplateError
+from shared.errors import PageLimitExceeded, PageRangeEmpty, RenderError, TemplateError
+from shared.options import RenderOptions, pages_kept
+from worker import conformance, pdf_output
+from worker.encryption import encrypt
 from worker.fetcher import RestrictedURLFetcher
 from worker.limits import page_limit
+from worker.option_styles import option_css
 
 ProgressFn = Callable[[str, int], None]
 INLINE_CACHE_SIZE = 256
@@ -35,11 +38,15 @@ def money(value: Any) -> str:
     return f"{float(value):,.2f}"
 
 
+NO_OPTIONS = RenderOptions.model_validate({})
+
+
 @dataclass(frozen=True)
 class RenderedPdf:
     content: bytes
     pages: int
     sha256: str
+    conformance: conformance.Conformance | None = None
 
 
 class ScopedFontConfiguration(FontConfiguration):
@@ -146,25 +153,48 @@ class Renderer:
             raise TemplateError(f"template failed on the data: {exc}") from None
 
     def render(self, *, template: str | None, html: str | None, data: dict[str, Any],
-               css: str | None = None, progress: ProgressFn = _ignore_progress) -> RenderedPdf:
+               css: str | None = None, options: RenderOptions = NO_OPTIONS,
+               progress: ProgressFn = _ignore_progress) -> RenderedPdf:
         progress("templating", 10)
         source = self.render_html(template=template, html=html, data=data)
         progress("layout", 30)
+        writer_options = pdf_output.weasyprint_options(options)
         with self.font_config.render_scope():  # The document's own fonts must outlive writing the PDF.
-            document = self._layout(source, css)
+            document = self._layout(source, css, options, writer_options)
+            document = self._select_pages(document, options)
+            if options.document is not None:
+                pdf_output.apply_document_info(document, options.document)
             progress("writing", 70)
-            buffer = io.BytesIO()
-            document.write_pdf(buffer)
-        content = buffer.getvalue()
-        return RenderedPdf(content=content, pages=len(document.pages), sha256=hashlib.sha256(content).hexdigest())
+            attachments = [pdf_output.embedded_file(spec, self.fetcher) for spec in options.attachments]
+            content = document.write_pdf(finisher=pdf_output.finisher(options), attachments=attachments or None,
+                                         **writer_options)
+        if options.encryption is not None:
+            content = encrypt(content, options.encryption)
+        checked = None
+        if options.pdf_variant is not None:
+            password = options.encryption.owner_password if options.encryption else ""
+            checked = conformance.check(content, options.pdf_variant, password=password)
+        return RenderedPdf(content=content, pages=len(document.pages), sha256=hashlib.sha256(content).hexdigest(),
+                           conformance=checked)
 
-    def _layout(self, source: str, css: str | None) -> Document:
+    @staticmethod
+    def _select_pages(document: Document, options: RenderOptions) -> Document:
+        selection = options.page_selection()
+        if selection is None:
+            return document
+        kept = pages_kept(selection, len(document.pages))
+        if not kept:
+            raise PageRangeEmpty(f"page_ranges {options.page_ranges!r} keeps none of the {len(document.pages)} pages")
+        return document.copy([document.pages[i] for i in kept]) if len(kept) < len(document.pages) else document
+
+    def _layout(self, source: str, css: str | None, options: RenderOptions, writer_options: dict[str, Any]) -> Document:
         try:
-            stylesheets = [CSS(string=css, base_url=self.base_url, url_fetcher=self.fetcher,
-                               font_config=self.font_config)] if css else []
+            sheets = [text for text in (css, option_css(options)) if text]
+            stylesheets = [CSS(string=text, base_url=self.base_url, url_fetcher=self.fetcher,
+                               font_config=self.font_config) for text in sheets]
             with page_limit(self.max_pages):
                 return HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
-                    stylesheets=stylesheets, font_config=self.font_config)
+                    stylesheets=stylesheets, font_config=self.font_config, **writer_options)
         except (PageLimitExceeded, MemoryError, *self.interrupts):
             raise
         except Exception as exc:  # WeasyPrint raises many types; all mean this document cannot be laid out.
