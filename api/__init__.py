@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from api import catalog, dashboard, errors, events, jobs, metrics, openapi, ops, previews, schedules, web
+from api import batches, catalog, dashboard, errors, events, jobs, manifest, metrics, openapi, ops, previews, schedules, web
 from api.context import EXTENSION, ApiContext
 from api.job_feed import JobChangeFeed
 from shared.config import Settings
@@ -26,7 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         job_feed=JobChangeFeed(connection),
     )
     errors.init_app(app)
-    for blueprint in (jobs.bp, events.bp, catalog.bp, previews.bp, ops.bp, metrics.bp, schedules.bp, openapi.bp, web.bp):
+    for blueprint in (jobs.bp, events.bp, manifest.bp, batches.bp, catalog.bp, previews.bp, ops.bp, metrics.bp,
+                      schedules.bp, openapi.bp, web.bp):
         app.register_blueprint(blueprint)
     dashboard.init_app(app, settings)
     app.after_request(_security_headers)

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -24,21 +24,48 @@ POLL_S = 1.0
 RECONNECT_DELAY_S = 1.0
 
 
+class Changes(threading.Event):
+    """Set whenever a watched job is announced; `take()` tells which ones since the last take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ids: set[str] = set()
+        self._ids_lock = threading.Lock()
+
+    def note(self, job_id: str) -> None:
+        with self._ids_lock:
+            self._ids.add(job_id)
+        self.set()
+
+    def take(self) -> set[str]:
+        self.clear()
+        with self._ids_lock:
+            taken, self._ids = self._ids, set()
+        return taken
+
+
 class JobChangeFeed:
     """Started on the first stream in a process (after gunicorn forks), shared by all its streams."""
 
     def __init__(self, connection: Redis) -> None:
         self.connection = connection
-        self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[Changes]] = defaultdict(set)
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
 
     @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[threading.Event]:
+    def watch(self, job_id: str) -> Iterator[Changes]:
         """An event set whenever the job is announced as changed; clear it before each read of the job."""
-        changed = threading.Event()
+        with self.watch_many([job_id]) as changed:
+            yield changed
+
+    @contextlib.contextmanager
+    def watch_many(self, job_ids: Iterable[str]) -> Iterator[Changes]:
+        """One event for several jobs (a batch), which also collects the ids announced."""
+        changed, ids = Changes(), list(job_ids)
         with self._lock:
-            self._waiters[job_id].add(changed)
+            for job_id in ids:
+                self._waiters[job_id].add(changed)
             if self._reader is None or not self._reader.is_alive():
                 self._reader = threading.Thread(target=self._read_forever, name="job-change-feed", daemon=True)
                 self._reader.start()
@@ -46,9 +73,10 @@ class JobChangeFeed:
             yield changed
         finally:
             with self._lock:
-                self._waiters[job_id].discard(changed)
-                if not self._waiters[job_id]:
-                    del self._waiters[job_id]
+                for job_id in ids:
+                    self._waiters[job_id].discard(changed)
+                    if not self._waiters[job_id]:
+                        del self._waiters[job_id]
 
     def _read_forever(self) -> None:
         prefix = keys.job_events("")
@@ -70,4 +98,4 @@ class JobChangeFeed:
     def _wake(self, job_id: str) -> None:
         with self._lock:
             for changed in self._waiters.get(job_id, ()):
-                changed.set()
+                changed.note(job_id)

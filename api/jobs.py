@@ -14,10 +14,12 @@ from api.admission import check_capacity, claim_idempotency, idempotency_key, js
 from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
 from api.errors import ApiError, field_problem, validation_problem
-from api.lookup import completed_job, find_job
+from api.lookup import completed_job, find_job, find_row
 from shared import job_secrets, keys
+from shared.batches import batch_links, record_batch
 from shared.cancel import AlreadyFinished, cancel
-from shared.enqueue import enqueue_render, new_job_id
+from shared.enqueue import TENANT_INDEX_GRACE_S, enqueue_render, new_job_id
+from shared.job_rows import JobRow, read_rows, row_resource
 from shared.job_state import JobState
 from shared.links import job_links
 from shared.netguard import BlockedTarget, check_public_url, check_url_shape
@@ -102,6 +104,8 @@ def create_batch() -> Any:
     with connection.pipeline() as pipe:
         jobs = [enqueue_render(item, tenant=g.tenant, connection=connection, settings=ctx().settings, pipeline=pipe)
                 for item in batch.jobs]
+        batch_id = record_batch(pipe, tenant=g.tenant, job_ids=[job.id for job in jobs],
+                                ttl_s=ctx().settings.result_ttl_s + TENANT_INDEX_GRACE_S)
         QueueSnapshot.add_reads(pipe)
         snapshot = QueueSnapshot.from_replies(pipe.execute())
     priorities = [item.priority.value for item in batch.jobs]
@@ -111,7 +115,7 @@ def create_batch() -> Any:
         log.info("job accepted", extra=log_fields(job))
         behind[priority] -= 1
         created.append(resource(job, snapshot, from_end=behind[priority]))
-    return {"jobs": created}, 202
+    return {"batch_id": batch_id, "jobs": created, "links": batch_links(batch_id)}, 202
 
 
 @bp.url_value_preprocessor
@@ -124,7 +128,7 @@ def _batch_is_not_a_job(endpoint: str | None, values: dict[str, Any] | None) -> 
 @bp.get("/<job_id>")
 @require_tenant
 def get_job(job_id: str) -> Any:
-    return resource(find_job(job_id, g.tenant))
+    return page_resources([find_row(job_id, g.tenant)], g.tenant)[0]
 
 
 @bp.get("")
@@ -145,21 +149,30 @@ def list_jobs() -> Any:
         if rank is None:
             raise field_problem("cursor", "unknown or expired", "unknown or expired cursor")
         start = rank + 1
-    found: list[Job] = []
+    found: list[JobRow] = []
     next_cursor = None
-    snapshot = QueueSnapshot.take(connection)
     while len(found) < limit:
         ids = [i.decode() for i in connection.zrevrange(index, start, start + 2 * limit - 1)]
         if not ids:
             break
-        for job_id, job in zip(ids, Job.fetch_many(ids, connection=connection)):
+        for offset, (job_id, row) in enumerate(zip(ids, read_rows(connection, ids))):
             start += 1
-            if job is not None and (status is None or status_of(job).value == status):
-                found.append(job)
+            if row is not None and (status is None or status_of(row).value == status):  # type: ignore[arg-type]
+                found.append(row)
                 if len(found) == limit:
-                    next_cursor = job_id if connection.zrevrange(index, start, start) else None
+                    more = offset + 1 < len(ids) or connection.zrevrange(index, start, start)
+                    next_cursor = job_id if more else None
                     break
-    return {"jobs": [resource(job, snapshot) for job in found], "next_cursor": next_cursor}
+    return {"jobs": page_resources(found, g.tenant), "next_cursor": next_cursor}
+
+
+def page_resources(rows: list[JobRow], tenant: str) -> list[dict[str, Any]]:
+    """Resources of the tenant's jobs: the queued ones' places come from one snapshot and one round trip for all."""
+    queued = [(JobState.from_meta(row.meta).priority, row.id) for row in rows if row.status == RQStatus.QUEUED]
+    places = QueueSnapshot.take(ctx().connection).positions(ctx().connection, queued) if queued else {}
+    settings = ctx().settings
+    return [row_resource(row, links=job_links(settings, tenant, row.id), queue_info=places.get(row.id))
+            for row in rows]
 
 
 @bp.delete("/<job_id>")

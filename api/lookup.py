@@ -9,6 +9,7 @@ from rq.job import Job
 from api.context import ctx
 from api.errors import ApiError
 from shared import keys
+from shared.job_rows import JobRow, read_rows
 from shared.job_state import JobState
 from shared.records import JobStatus, status_of
 
@@ -34,6 +35,14 @@ def find_job(job_id: str, tenant: str) -> Job:
     if job is None or JobState.from_job(job).tenant != tenant:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
     return job
+
+
+def find_row(job_id: str, tenant: str) -> JobRow:
+    """`find_job` reading only what the job resource shows (the hot path of clients polling a job)."""
+    row = read_rows(ctx().connection, [job_id])[0] if JOB_ID.match(job_id) else None
+    if row is None or JobState.from_meta(row.meta).tenant != tenant:
+        raise ApiError(404, "not_found", f"no job {job_id!r}")
+    return row
 
 
 def was_expired(job_id: str, tenant: str) -> bool:

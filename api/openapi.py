@@ -99,6 +99,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("events.job_events", "GET"): Operation("Server-Sent Events: status changes, then done", {
         200: ("text/event-stream of `status` events and a final `done`", None), **JOB_ERRORS},
         media={200: "text/event-stream"}, query=("token",)),
+    ("manifest.job_manifest", "GET"): Operation("What a completed job's PDF was made from", {
+        200: ("The render manifest", r.Manifest), **JOB_ERRORS, 409: ("Not completed", r.Problem)}),
+    ("batches.get_batch", "GET"): Operation("A batch's jobs counted by status", {
+        200: ("Counts", r.BatchStatus), 404: ("Unknown batch, or another tenant's", r.Problem)}),
+    ("batches.batch_events", "GET"): Operation("Server-Sent Events: each job's end, then done", {
+        200: ("text/event-stream of `job` events and a final `done` with the counts", None),
+        404: ("Unknown batch, or another tenant's", r.Problem)}, media={200: "text/event-stream"}),
     ("catalog.list_templates", "GET"): Operation("Built-in templates with sample data", {
         200: ("Templates", r.TemplateList)}),
     ("previews.job_preview", "GET"): Operation("PNG of one page of the PDF (Bearer key or ?token=)", {
@@ -128,7 +135,7 @@ def _schemas() -> dict[str, Any]:
     models = [(m, "validation") for m in (JobRequest, BatchRequest, ScheduleRequest)]
     models += [(m, "serialization") for m in (r.JobResource, r.JobList, r.BatchCreated, r.TemplateList,
                                                r.ScheduleResource, r.ScheduleList, r.QueueStats, r.Health,
-                                               r.Readiness, r.Problem)]
+                                               r.Readiness, r.Problem, r.Manifest, r.BatchStatus)]
     _, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
     return definitions["$defs"]
 

@@ -43,8 +43,9 @@ def new_job_id() -> str:
 
 def render_kwargs(request: JobRequest) -> dict[str, Any]:
     """What the worker needs to render; kept out of meta so the job resource stays small."""
-    return {"template": request.template, "html": request.html, "data": request.data, "css": request.css,
-            "options": request.options.for_worker() if request.options else None}
+    kwargs = {"template": request.template, "html": request.html, "data": request.data, "css": request.css,
+              "options": request.options.for_worker() if request.options else None}
+    return kwargs if request.reuse_allowed else {**kwargs, "cache": False}
 
 
 def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, settings: Settings,

@@ -32,6 +32,20 @@ def template_preview(name: str) -> str:
     return f"{PREFIX}template-preview:{name}"
 
 
+JOB_MANIFEST_FIELD = f"{PREFIX}manifest"
+"""Field of an RQ job's hash holding its render manifest (JSON): written with its final state, gone with it."""
+
+
+def reuse(tenant: str, inputs_sha256: str) -> str:
+    """Id of the tenant's completed job whose render inputs hash to `inputs_sha256` (result reuse)."""
+    return f"{PREFIX}reuse:{tenant}:{inputs_sha256}"
+
+
+def batch(batch_id: str) -> str:
+    """Hash of one batch: its tenant and its job ids (JSON list), kept for the jobs' retention."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
 def active_jobs(tenant: str) -> str:
     """Set of a tenant's queued/started job ids, for the admission limit."""
     return f"{PREFIX}tenant:{tenant}:active"

@@ -5,10 +5,18 @@ import base64
 import hashlib
 import hmac
 import time
+from functools import lru_cache
 
 from shared.config import Settings
 
+LINK_EXPIRY_STEP_S = 10
+"""Link expiries are rounded down to this step, in seconds, so a resource polled again reuses its signatures
+(a token lives LINK_TTL_S less at most this)."""
+SIGNATURES_KEPT = 4096
+"""Signatures remembered per process: a few pages of polled job lists."""
 
+
+@lru_cache(maxsize=SIGNATURES_KEPT)
 def link_signature(secret: str, tenant: str, job_id: str, route: str, expires: int) -> str:
     """HMAC over tenant, job, route and expiry: a token opens one route of one job until it expires."""
     message = f"{tenant}\n{job_id}\n{route}\n{expires}".encode()
@@ -17,7 +25,8 @@ def link_signature(secret: str, tenant: str, job_id: str, route: str, expires: i
 
 
 def link_token(settings: Settings, tenant: str, job_id: str, route: str) -> str:
-    expires = int(time.time()) + settings.link_ttl_s
+    now = int(time.time())
+    expires = now - now % LINK_EXPIRY_STEP_S + settings.link_ttl_s
     return f"{expires}.{link_signature(settings.secret_key, tenant, job_id, route, expires)}"
 
 

@@ -9,7 +9,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from shared import keys
-from shared.queues import QUEUE_ORDER, queue_for
+from shared.queues import QUEUE_ORDER
 from shared.workers import add_live_count
 
 RECENT_FOR_ESTIMATE = 100
@@ -60,7 +60,20 @@ class QueueSnapshot:
         longer in its queue's list has been popped by a worker that has not yet marked it started: it is next.
         """
         own = (self.lengths[priority] - 1 - from_end if from_end is not None
-               else queue_for(priority, connection).get_job_position(job_id))
+               else connection.lpos(keys.rq_queue(priority), job_id))
+        return self._place(priority, own)
+
+    def positions(self, connection: Redis, queued: list[tuple[str, str]]) -> dict[str, dict[str, float | int | None]]:
+        """`position` of many (priority, job id) pairs in one round trip (a page of the job list)."""
+        if not queued:
+            return {}
+        with connection.pipeline(transaction=False) as pipe:
+            for priority, job_id in queued:
+                pipe.lpos(keys.rq_queue(priority), job_id)
+            owns = pipe.execute()
+        return {job_id: self._place(priority, own) for (priority, job_id), own in zip(queued, owns)}
+
+    def _place(self, priority: str, own: int | None) -> dict[str, float | int | None]:
         if own is None or own < 0:
             return {"queue_position": 0, "estimated_wait_s": 0.0}
         ahead = own

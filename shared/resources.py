@@ -10,7 +10,7 @@ from shared.records import JobStatus
 
 
 class Progress(BaseModel):
-    step: str = Field(description="queued, templating, layout, writing, storing or done")
+    step: str = Field(description="queued, templating, layout or done")
     percent: int
 
 
@@ -40,6 +40,7 @@ class JobResult(BaseModel):
     expires_at: str
     pdf_variant: str | None = Field(None, description="options.pdf_variant, when one was asked for")
     conformance: Conformance | None = None
+    reused_from: str | None = Field(None, description="The tenant's earlier job whose identical render this reuses")
 
 
 class JobLinks(BaseModel):
@@ -76,8 +77,51 @@ class JobList(BaseModel):
     next_cursor: str | None
 
 
+class BatchLinks(BaseModel):
+    self: str
+    events: str = Field(description="Server-Sent Events of each job's end")
+
+
 class BatchCreated(BaseModel):
+    batch_id: str
     jobs: list[JobResource]
+    links: BatchLinks
+
+
+class BatchStatus(BaseModel):
+    id: str
+    total: int
+    counts: dict[str, int] = Field(description="Jobs by status; `expired` counts jobs past retention")
+    done: bool = Field(description="Every job has ended")
+    job_ids: list[str]
+    links: BatchLinks
+
+
+class TemplateRef(BaseModel):
+    name: str
+    sha256: str
+
+
+class AssetRef(BaseModel):
+    url: str
+    sha256: str
+
+
+class FontRef(BaseModel):
+    family: str
+    sha256: str
+
+
+class Manifest(BaseModel):
+    job_id: str
+    inputs_sha256: str
+    template: TemplateRef
+    assets: list[AssetRef]
+    fonts: list[FontRef]
+    engine: dict[str, str]
+    options: dict[str, Any]
+    pdf_sha256: str
+    rendered_at: str
 
 
 class TemplateEntry(BaseModel):

@@ -60,6 +60,13 @@ class JobRequest(BaseModel):
     webhook_url: str | None = Field(None, max_length=2048, json_schema_extra={"format": "uri"})
     options: RenderOptions | None = Field(None, description="How the PDF is shaped: page, ranges, quality, "
                                           "variant, metadata, attachments, watermark, encryption")
+    cache: bool = Field(True, description="false renders anew even when an identical earlier render of this tenant "
+                                          "could be reused")
+    skip_cache: bool = Field(False, description="true is the same as cache: false")
+
+    @property
+    def reuse_allowed(self) -> bool:
+        return self.cache and not self.skip_cache
 
     @field_validator("template")
     @classmethod

@@ -37,3 +37,32 @@ def test_batch_respects_tenant_limit(no_workers: None, env: dict[str, str], redi
     response = client.post("/v1/jobs/batch", json={"jobs": [{"html": "x"}] * 6}, headers=auth.headers())
     assert response.status_code == 429 and response.json["code"] == "tenant_limit"
     assert client.post("/v1/jobs/batch", json={"jobs": [{"html": "x"}] * 5}, headers=auth.headers()).status_code == 202
+
+
+@pytest.mark.usefixtures("workers")
+def test_batch_counts_by_status_until_done(jobs: JobsClient, client, auth: AuthActions) -> None:
+    """A batch answers a batch_id; GET /v1/batches/{id} counts its jobs by status and says when all have ended."""
+    body = {"jobs": [{"html": "<p>{{ n }}</p>", "data": {"n": i}} for i in range(6)]
+            + [{"html": "{{ missing }}", "max_retries": 0}]}
+    response = client.post("/v1/jobs/batch", json=body, headers=auth.headers())
+    assert response.status_code == 202
+    batch_id, created = response.json["batch_id"], response.json["jobs"]
+    assert response.json["links"]["self"] == f"/v1/batches/{batch_id}"
+    for job in created:
+        jobs.wait(job["id"])
+    batch = client.get(f"/v1/batches/{batch_id}", headers=auth.headers()).json
+    assert batch["total"] == 7 and batch["done"] is True
+    assert batch["counts"]["completed"] == 6 and batch["counts"]["failed"] == 1
+    assert sum(batch["counts"].values()) == 7
+    assert batch["job_ids"] == [j["id"] for j in created]
+
+
+def test_batch_counts_while_queued_and_tenant_isolation(no_workers: None, client, auth: AuthActions) -> None:
+    """Queued jobs count as queued; another tenant's batch id answers 404 like an unknown one."""
+    response = client.post("/v1/jobs/batch", json={"jobs": [{"html": "x"}] * 3}, headers=auth.headers())
+    batch_id = response.json["batch_id"]
+    batch = client.get(f"/v1/batches/{batch_id}", headers=auth.headers()).json
+    assert batch["counts"]["queued"] == 3 and batch["done"] is False
+    for path in (f"/v1/batches/{batch_id}", f"/v1/batches/{batch_id}/events", "/v1/batches/nope"):
+        other = client.get(path, headers=auth.headers("globex" if "nope" not in path else "acme"))
+        assert other.status_code == 404 and other.json["code"] == "not_found"

@@ -160,3 +160,29 @@ def test_keepalive_comments_on_quiet_streams(no_workers: None, env: dict[str, st
         assert 1.5 < time.monotonic() - started < 10
     finally:
         server.stop()
+
+
+@pytest.mark.usefixtures("workers", "redis")
+def test_batch_stream_sends_each_job_end_then_done(live_api: LiveServer) -> None:
+    """The batch stream sends one `job` event per job as it ends, each a final job resource, then `done` with counts."""
+    body = {"jobs": [{"html": "<p>{{ n }}</p>", "data": {"n": i}} for i in range(5)] + [SLOW]}
+    response = requests.post(f"{live_api.url}/v1/jobs/batch", json=body, headers=HEADERS, timeout=10)
+    assert response.status_code == 202
+    batch = response.json()
+    with_auth = requests.Session()
+    with_auth.headers.update(HEADERS)
+    events = []
+    with with_auth.get(live_api.url + batch["links"]["events"], stream=True, timeout=120) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream"), (stream.status_code, stream.text[:500])
+        event = None
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((event, json.loads(line[5:])))
+    names = [e for e, _ in events]
+    assert names == ["job"] * 6 + ["done"]
+    ended = [d for e, d in events if e == "job"]
+    assert sorted(d["id"] for d in ended) == sorted(j["id"] for j in batch["jobs"])
+    assert all(d["status"] == "completed" and d["result"]["sha256"] for d in ended)
+    assert events[-1][1]["counts"]["completed"] == 6 and events[-1][1]["done"] is True

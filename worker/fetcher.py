@@ -17,6 +17,7 @@ import weasyprint.css
 from weasyprint.urls import URLFetcher, URLFetcherResponse, URLFetchingError
 
 from shared.netguard import BlockedTarget, PinnedHTTPSConnection, resolve_public
+from worker.render_cache import note_fetch
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class RestrictedURLFetcher(URLFetcher):
     def fetch(self, url: str, headers: dict[str, str] | None = None) -> URLFetcherResponse:
         scheme = urlsplit(url).scheme.lower()
         if scheme == "data":
+            note_fetch(url.split(",", 1)[0] + ",…", url.encode())  # the URI is its bytes; the manifest names its type
             return super().fetch(url, headers)
         if scheme == "file":
             return self._fetch_template_file(url)
@@ -99,7 +101,9 @@ class RestrictedURLFetcher(URLFetcher):
         if not path.is_relative_to(self.root) or not path.is_file():
             return self._refuse(url, "outside templates/")
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return URLFetcherResponse(path.as_uri(), body=path.read_bytes(), headers={"Content-Type": mime})
+        body = path.read_bytes()
+        note_fetch(path.as_uri(), body)
+        return URLFetcherResponse(path.as_uri(), body=body, headers={"Content-Type": mime})
 
     def _fetch_allowed_host(self, url: str) -> URLFetcherResponse:
         deadline = time.monotonic() + REMOTE_ASSET_TIMEOUT_S
@@ -127,6 +131,7 @@ class RestrictedURLFetcher(URLFetcher):
             connection.close()
         if len(body) > MAX_REMOTE_ASSET_BYTES:
             return self._refuse(url, "asset too large")
+        note_fetch(url, body)
         return URLFetcherResponse(url, body=body, headers={"Content-Type": response.getheader("Content-Type", "")})
 
 

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.exceptions import AbandonedJobError
@@ -21,6 +22,7 @@ from shared.job_end import record_end
 from shared.job_state import JobState
 from shared.options import RenderOptions
 from shared.records import JobStatus, iso, utcnow
+from worker import reuse
 from worker.progress import reporter, save_state
 from worker.render import NO_OPTIONS
 from worker.runtime import get_runtime
@@ -29,8 +31,9 @@ log = logging.getLogger(__name__)
 
 
 def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css: str | None,
-               options: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """Render, store, and record the result; any failure raises so RQ records and retries it."""
+               options: dict[str, Any] | None = None, cache: bool = True) -> dict[str, Any] | None:
+    """Render (or reuse the tenant's identical render), store, and record the result; any failure raises so RQ
+    records and retries it."""
     job = get_current_job()
     assert job is not None, "render_pdf runs only inside an RQ job"
     state = JobState.from_job(job, refresh=True)
@@ -47,8 +50,14 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     report = reporter(job, state)
     started = time.perf_counter()
     render_options = _options(job, options)
-    rendered = runtime.renderer.render(template=template, html=html, data=data, css=css, options=render_options,
-                                       progress=report)
+    inputs_sha256 = runtime.environment.inputs_sha256(job.kwargs)
+    # Jobs with options are always rendered: their results carry more than the bytes (conformance), and
+    # encryption passwords are kept apart from the job's arguments, so equal arguments need not mean equal PDFs.
+    reusable = cache and not options
+    reused = reuse.find_reusable(runtime.connection, runtime.storage, tenant=state.tenant,
+                                 inputs_sha256=inputs_sha256) if reusable else None
+    rendered = reused.pdf if reused else runtime.renderer.render(template=template, html=html, data=data, css=css,
+                                                                 options=render_options, progress=report)
     render_s = time.perf_counter() - started
     report("storing", 90)
     stored = time.perf_counter()
@@ -66,12 +75,25 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     }
     if rendered.conformance is not None:
         state.result.update(pdf_variant=rendered.conformance.variant.value, conformance=rendered.conformance.to_dict())
+    if reused:
+        state.result["reused_from"] = reused.job_id
+        manifest = {**reused.manifest, "job_id": job.id}
+    else:
+        manifest = reuse.manifest(runtime.environment, job_id=job.id, inputs_sha256=inputs_sha256, rendered=rendered,
+                                  template=runtime.environment.template_entry(template, html),
+                                  options=job.kwargs.get("options"), rendered_at=finished)
     state.progress = {"step": "done", "percent": 100}
     state.finished_at = iso(finished)
     state.render_ms = round(render_s * 1000, 1)
     figures = metrics.RenderFigures(render_s=render_s, pages=rendered.pages, worker=job.worker_name or "unknown",
                                     peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    save_state(job, state, lambda pipe: record_end(pipe, job, state, JobStatus.COMPLETED, render=figures))
+
+    def end(pipe: Pipeline) -> None:
+        reuse.record(pipe, job, manifest, offer=reusable and not reused and not rendered.remote_assets,
+                     ttl_s=runtime.settings.result_ttl_s)
+        record_end(pipe, job, state, JobStatus.COMPLETED, render=figures)
+
+    save_state(job, state, end)
     log.info("job completed", extra={"job_id": job.id, "tenant": state.tenant, "queue": job.origin,
                                      "attempt": state.attempts, "duration_ms": state.render_ms})
     return state.result

@@ -43,6 +43,8 @@ WORKER_TTL_S = 30
 REGISTRATION_GRACE_S = 10
 """A worker's key outlives its last heartbeat by at most WORKER_TTL_S + this (RQ allows + 60): a killed worker
 stops counting (readiness, wait estimates) within 40 s. Busy workers beat every 5 s, idle ones every 15 s."""
+HEARTBEAT_SLACK_S = 1.0
+"""A heartbeat that would move the registration's expiry by less than this, in seconds, is not sent."""
 
 
 class PdfWorker(Worker):
@@ -54,6 +56,8 @@ class PdfWorker(Worker):
         self.horse_memory_mb = horse_memory_mb
         self._shutdown_timer: threading.Timer | None = None
         self._requeue_on_shutdown = False
+        self._registered_until = 0.0
+        """When (time.monotonic()) the registration key expires after the last heartbeat sent."""
 
     def register_birth(self) -> None:
         # RQ gives a new registration worker_ttl + 60 s: a worker killed before its first beat would count that long.
@@ -61,8 +65,15 @@ class PdfWorker(Worker):
         self.connection.expire(self.key, self.worker_ttl + REGISTRATION_GRACE_S)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ beats several times around each job; a direct beat that would move the expiry by under a second is
+        skipped (beats inside RQ's pipelines are always sent: RQ reads their replies by position)."""
         cap = self.worker_ttl + REGISTRATION_GRACE_S
-        super().heartbeat(min(timeout or cap, cap), pipeline=pipeline)
+        ttl = min(timeout or cap, cap)
+        expires = time.monotonic() + ttl
+        if pipeline is None and abs(expires - self._registered_until) < HEARTBEAT_SLACK_S:
+            return
+        super().heartbeat(ttl, pipeline=pipeline)
+        self._registered_until = expires
 
     def get_heartbeat_ttl(self, job: Job) -> int:
         # RQ adds 60 s; a shorter grace lets another worker re-run a lost job within ~30 s.
@@ -202,7 +213,7 @@ def warm_up() -> None:
     """
     runtime = get_runtime()
     for info in load_catalog(runtime.settings.templates_dir).values():
-        rendered = runtime.renderer.render(template=info.name, html=None, data=info.sample_data)
+        rendered = runtime.renderer.render(template=info.name, html=None, data=info.sample_data, warm=True)
         store_template_preview(runtime.connection, info.name, rendered.content)
 
 

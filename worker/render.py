@@ -5,7 +5,7 @@ import contextlib
 import hashlib
 import shutil
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any, Callable, Iterator
@@ -23,6 +23,7 @@ from worker.encryption import encrypt
 from worker.fetcher import RestrictedURLFetcher
 from worker.limits import page_limit
 from worker.option_styles import option_css
+from worker.render_cache import RenderCaches, TemplateTree
 
 ProgressFn = Callable[[str, int], None]
 INLINE_CACHE_SIZE = 256
@@ -47,6 +48,11 @@ class RenderedPdf:
     pages: int
     sha256: str
     conformance: conformance.Conformance | None = None
+    assets: list[tuple[str, str]] = field(default_factory=list)
+    """Every asset the render loaded, as (URL, sha256 of its bytes)."""
+    fonts: list[tuple[str, str]] = field(default_factory=list)
+    """(family, sha256 of the font file) of each font embedded in the PDF."""
+    remote_assets: bool = False
 
 
 class ScopedFontConfiguration(FontConfiguration):
@@ -115,16 +121,18 @@ class Renderer:
         self.max_pages = max_pages
         self.fetcher = RestrictedURLFetcher(templates_dir, allowed_asset_hosts)
         self.font_config = ScopedFontConfiguration()
-        self._keep_bundled_fonts(templates_dir)
+        self.caches = RenderCaches(TemplateTree.scan(templates_dir))
+        self._keep_bundled_stylesheets(templates_dir)
         self._named = _environment(jinja2.Environment, loader=jinja2.FileSystemLoader(templates_dir),
                                    auto_reload=False)
         self._inline = _environment(SandboxedEnvironment)
         self._inline_cache: OrderedDict[str, jinja2.Template] = OrderedDict()
 
-    def _keep_bundled_fonts(self, templates_dir: Path) -> None:
-        """Register the @font-face fonts of templates/ once: every render (and forked horse) finds them ready."""
+    def _keep_bundled_stylesheets(self, templates_dir: Path) -> None:
+        """Parse templates/' stylesheets and register their fonts once: every render (and forked horse) finds them ready."""
         for stylesheet in sorted(templates_dir.rglob("*.css")):
-            CSS(filename=stylesheet, url_fetcher=self.fetcher, font_config=self.font_config)
+            self.caches.preparse(stylesheet, url_fetcher=self.fetcher, font_config=self.font_config,
+                                 _check_mime_type=True)
 
     def _inline_template(self, source: str) -> jinja2.Template:
         digest = hashlib.sha256(source.encode()).hexdigest()
@@ -154,13 +162,15 @@ class Renderer:
 
     def render(self, *, template: str | None, html: str | None, data: dict[str, Any],
                css: str | None = None, options: RenderOptions = NO_OPTIONS,
-               progress: ProgressFn = _ignore_progress) -> RenderedPdf:
+               progress: ProgressFn = _ignore_progress, warm: bool = False) -> RenderedPdf:
+        """`warm` (start-up only) keeps what this render parses and decodes for every later render."""
         progress("templating", 10)
         source = self.render_html(template=template, html=html, data=data)
         progress("layout", 30)
         writer_options = pdf_output.weasyprint_options(options)
-        with self.font_config.render_scope():  # The document's own fonts must outlive writing the PDF.
-            document = self._layout(source, css, options, writer_options)
+        # The document's own fonts must outlive writing the PDF.
+        with self.font_config.render_scope(), self.caches.render(warm=warm) as (log, images):
+            document = self._layout(source, css, options, writer_options, images)
             document = self._select_pages(document, options)
             if options.document is not None:
                 pdf_output.apply_document_info(document, options.document)
@@ -168,6 +178,8 @@ class Renderer:
             attachments = [pdf_output.embedded_file(spec, self.fetcher) for spec in options.attachments]
             content = document.write_pdf(finisher=pdf_output.finisher(options), attachments=attachments or None,
                                          **writer_options)
+            fonts = sorted({(font.family, hashlib.sha256(font.file_content).hexdigest())
+                            for font in document.fonts.values()})
         if options.encryption is not None:
             content = encrypt(content, options.encryption)
         checked = None
@@ -175,7 +187,7 @@ class Renderer:
             password = options.encryption.owner_password if options.encryption else ""
             checked = conformance.check(content, options.pdf_variant, password=password)
         return RenderedPdf(content=content, pages=len(document.pages), sha256=hashlib.sha256(content).hexdigest(),
-                           conformance=checked)
+                           conformance=checked, assets=log.assets, fonts=fonts, remote_assets=log.remote)
 
     @staticmethod
     def _select_pages(document: Document, options: RenderOptions) -> Document:
@@ -187,14 +199,15 @@ class Renderer:
             raise PageRangeEmpty(f"page_ranges {options.page_ranges!r} keeps none of the {len(document.pages)} pages")
         return document.copy([document.pages[i] for i in kept]) if len(kept) < len(document.pages) else document
 
-    def _layout(self, source: str, css: str | None, options: RenderOptions, writer_options: dict[str, Any]) -> Document:
+    def _layout(self, source: str, css: str | None, options: RenderOptions, writer_options: dict[str, Any],
+                images: dict[str, Any]) -> Document:
         try:
             sheets = [text for text in (css, option_css(options)) if text]
             stylesheets = [CSS(string=text, base_url=self.base_url, url_fetcher=self.fetcher,
                                font_config=self.font_config) for text in sheets]
             with page_limit(self.max_pages):
                 return HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
-                    stylesheets=stylesheets, font_config=self.font_config, **writer_options)
+                    stylesheets=stylesheets, font_config=self.font_config, cache=images, **writer_options)
         except (PageLimitExceeded, MemoryError, *self.interrupts):
             raise
         except Exception as exc:  # WeasyPrint raises many types; all mean this document cannot be laid out.

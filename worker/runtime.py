@@ -11,6 +11,7 @@ from shared.config import Settings
 from shared.connection import connect
 from shared.storage import PdfStorage, storage_from_settings
 from worker.render import Renderer
+from worker.reuse import RenderEnvironment
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class WorkerRuntime:
     connection: Redis
     renderer: Renderer
     storage: PdfStorage
+    environment: RenderEnvironment
 
 
 @lru_cache(maxsize=1)
@@ -27,4 +29,5 @@ def get_runtime() -> WorkerRuntime:
     connection = connect(settings)
     renderer = Renderer(settings.templates_dir, allowed_asset_hosts=settings.allowed_asset_hosts,
                         max_pages=settings.max_pages, interrupts=(JobTimeoutException,))
-    return WorkerRuntime(settings, connection, renderer, storage_from_settings(settings, connection))
+    return WorkerRuntime(settings, connection, renderer, storage_from_settings(settings, connection),
+                         RenderEnvironment.of(renderer.caches.tree))
