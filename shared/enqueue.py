@@ -43,8 +43,10 @@ def new_job_id() -> str:
 
 def render_kwargs(request: JobRequest) -> dict[str, Any]:
     """What the worker needs to render; kept out of meta so the job resource stays small."""
-    kwargs = {"template": request.template, "html": request.html, "data": request.data, "css": request.css,
-              "options": request.options.for_worker() if request.options else None}
+    kwargs: dict[str, Any] = {"template": request.template, "html": request.html, "data": request.data,
+                              "css": request.css, "options": request.options.for_worker() if request.options else None}
+    if request.parts is not None:
+        kwargs["parts"] = [part.model_dump(mode="json") for part in request.parts]
     return kwargs if request.reuse_allowed else {**kwargs, "cache": False}
 
 
@@ -54,7 +56,7 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
     job_id = job_id or new_job_id()
     state = JobState(
         tenant=tenant,
-        template=request.template or "inline",
+        template=request.template or ("parts" if request.parts is not None else "inline"),
         filename=request.filename or f"{job_id}.pdf",
         priority=request.priority.value,
         max_retries=request.max_retries,

@@ -46,6 +46,13 @@ class RenderError(JobFailure):
     permanent = True
 
 
+class EInvoiceInvalid(JobFailure):
+    """The e-invoice XML (built or given) is not valid for its Factur-X profile."""
+
+    code = "einvoice_invalid"
+    permanent = True
+
+
 class StorageError(JobFailure):
     code = "storage_error"
 

@@ -8,8 +8,9 @@ import re
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from shared.einvoice.options import EInvoiceOptions
 from shared.filenames import safe_basename
 
 MAX_ATTACHMENTS = 20
@@ -245,6 +246,8 @@ class RenderOptions(_Strict):
     attachments: list[AttachmentSpec] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
     watermark: Watermark | None = None
     encryption: Encryption | None = None
+    einvoice: EInvoiceOptions | None = Field(None, description="Make the PDF a Factur-X / ZUGFeRD e-invoice "
+                                             "(PDF/A-3b with the CII XML embedded as factur-x.xml)")
 
     @field_validator("page_ranges")
     @classmethod
@@ -277,6 +280,28 @@ class RenderOptions(_Strict):
             raise ValueError(f"{variant.value} forbids encryption")
         return encryption
 
+    @field_validator("einvoice")
+    @classmethod
+    def _einvoice_is_pdfa3(cls, einvoice: EInvoiceOptions | None, info: ValidationInfo) -> EInvoiceOptions | None:
+        """Factur-X is a PDF/A-3 file: another variant, encryption or other attachments cannot carry it."""
+        if einvoice is None:
+            return None
+        variant = info.data.get("pdf_variant")
+        if variant is not None and variant != PdfVariant.PDF_A_3B:
+            raise ValueError(f"an e-invoice is pdf/a-3b; it cannot be {variant.value}")
+        if info.data.get("encryption") is not None:
+            raise ValueError("an e-invoice cannot be encrypted (PDF/A forbids it)")
+        if info.data.get("attachments"):
+            raise ValueError("an e-invoice carries factur-x.xml as its only attachment")
+        return einvoice
+
+    @model_validator(mode="after")
+    def _einvoice_writes_pdfa3(self) -> RenderOptions:
+        """An e-invoice is written as PDF/A-3b (and checked as one) without the client naming the variant."""
+        if self.einvoice is not None and self.pdf_variant is None:
+            self.pdf_variant = PdfVariant.PDF_A_3B
+        return self
+
     def page_selection(self) -> list[tuple[int, int | None]] | None:
         return parse_page_ranges(self.page_ranges) if self.page_ranges is not None else None
 
@@ -290,4 +315,7 @@ class RenderOptions(_Strict):
         echoed = self.for_worker()
         if self.attachments:
             echoed["attachments"] = [a.echo() for a in self.attachments]
+        if self.einvoice is not None and self.einvoice.xml_base64 is not None:
+            echoed["einvoice"] = {"profile": self.einvoice.profile.value,
+                                  "xml_sha256": hashlib.sha256(self.einvoice.given_xml() or b"").hexdigest()}
         return echoed

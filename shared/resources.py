@@ -10,12 +10,13 @@ from shared.records import JobStatus
 
 
 class Progress(BaseModel):
-    step: str = Field(description="queued, templating, layout or done")
+    step: str = Field(description="queued, templating, layout, writing, einvoice, storing or done")
     percent: int
 
 
 class JobError(BaseModel):
-    code: str = Field(description="template_error, render_error, timeout, worker_lost, page_limit, memory_limit, ...")
+    code: str = Field(description="template_error, render_error, timeout, worker_lost, page_limit, memory_limit, "
+                            "einvoice_invalid, ...")
     message: str
 
 
@@ -33,6 +34,17 @@ class Conformance(BaseModel):
     checks: list[ConformanceCheck]
 
 
+class PartResult(BaseModel):
+    title: str
+    first_page: int = Field(description="1-based page of the merged PDF where the part starts")
+    pages: int
+
+
+class EInvoiceResult(BaseModel):
+    profile: str = Field(description="Factur-X profile of the embedded factur-x.xml")
+    xml_sha256: str
+
+
 class JobResult(BaseModel):
     bytes: int
     pages: int = Field(description="Pages in the PDF (after options.page_ranges)")
@@ -41,6 +53,8 @@ class JobResult(BaseModel):
     pdf_variant: str | None = Field(None, description="options.pdf_variant, when one was asked for")
     conformance: Conformance | None = None
     reused_from: str | None = Field(None, description="The tenant's earlier job whose identical render this reuses")
+    parts: list[PartResult] | None = Field(None, description="A merged document's parts, in order")
+    einvoice: EInvoiceResult | None = None
 
 
 class JobLinks(BaseModel):

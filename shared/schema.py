@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from shared.einvoice.request import EInvoiceRequestError, einvoice_xml
 from shared.filenames import safe_filename
 from shared.options import RenderOptions
 from shared.queues import Priority
@@ -17,6 +18,9 @@ MAX_JSON_DEPTH = 32
 """Deepest nesting of objects and arrays in `data` or `metadata`: documents need a handful of levels, while a few
 hundred already break RQ's save of the job and every later JSON round trip."""
 MAX_BATCH_JOBS = 500
+MAX_PARTS = 100
+"""Most parts one merged document may have."""
+MAX_PART_TITLE_CHARS = 500
 _ASCII_INTEGER = re.compile(r"[0-9]{1,18}")
 
 
@@ -38,35 +42,29 @@ ONE_SOURCE_SCHEMA = {"oneOf": [
     {"required": ["template"], "properties": {"template": {"type": "string"}, "html": {"type": "null"}}},
     {"required": ["html"], "properties": {"html": {"type": "string"}, "template": {"type": "null"}}},
 ]}
-"""`_one_source` in JSON Schema: exactly one of `template` and `html` is given (the other absent or null)."""
+"""A part's `_one_source` in JSON Schema: exactly one of `template` and `html` is given (the other absent or null)."""
+JOB_SOURCE_SCHEMA = {"oneOf": [
+    {"required": ["template"], "properties": {"template": {"type": "string"}, "html": {"type": "null"},
+                                              "parts": {"type": "null"}}},
+    {"required": ["html"], "properties": {"html": {"type": "string"}, "template": {"type": "null"},
+                                          "parts": {"type": "null"}}},
+    {"required": ["parts"], "properties": {"parts": {"type": "array"}, "template": {"type": "null"},
+                                           "html": {"type": "null"}}},
+]}
+"""A job's `_one_source` in JSON Schema: exactly one of `template`, `html` and `parts`."""
 CRON_PATTERN = r"^\s*\S+(\s+\S+){4}\s*$"
 """Documents `_valid_cron`'s first rule (five whitespace-separated fields); croniter then checks each value."""
 
 
-class JobRequest(BaseModel):
-    """What a client asks to render (`POST /v1/jobs`)."""
+class RenderSource(BaseModel):
+    """What one document is rendered from: a template or inline source, its data and extra CSS."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_SOURCE_SCHEMA)
+    model_config = ConfigDict(extra="forbid")
 
     template: str | None = Field(None, description="Name from GET /v1/templates", max_length=200)
     html: str | None = Field(None, description="Inline Jinja2 source, rendered in a sandbox")
     data: dict[str, Any] = Field(default_factory=dict)
-    priority: Priority = Priority.NORMAL
-    filename: str | None = Field(None, max_length=255)
     css: str | None = None
-    max_retries: int = Field(3, ge=0, le=10)
-    timeout_s: int = Field(120, ge=1, le=600)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    webhook_url: str | None = Field(None, max_length=2048, json_schema_extra={"format": "uri"})
-    options: RenderOptions | None = Field(None, description="How the PDF is shaped: page, ranges, quality, "
-                                          "variant, metadata, attachments, watermark, encryption")
-    cache: bool = Field(True, description="false renders anew even when an identical earlier render of this tenant "
-                                          "could be reused")
-    skip_cache: bool = Field(False, description="true is the same as cache: false")
-
-    @property
-    def reuse_allowed(self) -> bool:
-        return self.cache and not self.skip_cache
 
     @field_validator("template")
     @classmethod
@@ -76,17 +74,56 @@ class JobRequest(BaseModel):
             raise ValueError(f"unknown template {name!r}; GET /v1/templates lists them")
         return name
 
-    @field_validator("filename")
-    @classmethod
-    def _sanitise_filename(cls, raw: str | None) -> str | None:
-        return safe_filename(raw) if raw is not None else None
-
-    @field_validator("data", "metadata")
+    @field_validator("data", "metadata", check_fields=False)
     @classmethod
     def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
         if json_depth(value) > MAX_JSON_DEPTH:
             raise ValueError(f"must nest at most {MAX_JSON_DEPTH} levels of objects and arrays")
         return value
+
+
+class PartRequest(RenderSource):
+    """One part of a merged document (`parts[i]`): rendered on its own, appended on a new page."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_SOURCE_SCHEMA)
+
+    title: str | None = Field(None, max_length=MAX_PART_TITLE_CHARS,
+                              description="Its outline entry; default: the part's <title>, else 'Part N'")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PartRequest:
+        if (self.template is None) == (self.html is None):
+            raise ValueError("exactly one of 'template' or 'html' is required")
+        return self
+
+
+class JobRequest(RenderSource):
+    """What a client asks to render (`POST /v1/jobs`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=JOB_SOURCE_SCHEMA)
+
+    priority: Priority = Priority.NORMAL
+    filename: str | None = Field(None, max_length=255)
+    max_retries: int = Field(3, ge=0, le=10)
+    timeout_s: int = Field(120, ge=1, le=600)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: str | None = Field(None, max_length=2048, json_schema_extra={"format": "uri"})
+    options: RenderOptions | None = Field(None, description="How the PDF is shaped: page, ranges, quality, "
+                                          "variant, metadata, attachments, watermark, encryption, e-invoice")
+    parts: list[PartRequest] | None = Field(None, min_length=1, max_length=MAX_PARTS,
+                                            description="Instead of template/html: documents merged into one PDF")
+    cache: bool = Field(True, description="false renders anew even when an identical earlier render of this tenant "
+                                          "could be reused")
+    skip_cache: bool = Field(False, description="true is the same as cache: false")
+
+    @property
+    def reuse_allowed(self) -> bool:
+        return self.cache and not self.skip_cache
+
+    @field_validator("filename")
+    @classmethod
+    def _sanitise_filename(cls, raw: str | None) -> str | None:
+        return safe_filename(raw) if raw is not None else None
 
     @field_validator("metadata")
     @classmethod
@@ -105,8 +142,22 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> JobRequest:
-        if (self.template is None) == (self.html is None):
-            raise ValueError("exactly one of 'template' or 'html' is required")
+        if sum(source is not None for source in (self.template, self.html, self.parts)) != 1:
+            raise ValueError("exactly one of 'template', 'html' or 'parts' is required")
+        if self.parts is not None and (self.data or self.css is not None):
+            raise ValueError("with 'parts', data and css go in each part")
+        if self.parts is not None and self.options is not None and self.options.einvoice is not None:
+            raise ValueError("options.einvoice makes one invoice; it cannot be combined with 'parts'")
+        return self
+
+    @model_validator(mode="after")
+    def _einvoice_buildable(self) -> JobRequest:
+        """An e-invoice whose XML cannot be built or passes no XSD is refused at submit, naming the field."""
+        if self.options is not None and self.options.einvoice is not None:
+            try:
+                einvoice_xml(self.options.einvoice, template=self.template, data=self.data)
+            except EInvoiceRequestError as exc:
+                raise exc.as_validation_error(type(self).__name__) from None
         return self
 
 

@@ -23,6 +23,8 @@ from shared.job_state import JobState
 from shared.options import RenderOptions
 from shared.records import JobStatus, iso, utcnow
 from worker import reuse
+from worker.einvoice_pdf import embed_einvoice
+from worker.merge import PartSource
 from worker.progress import reporter, save_state
 from worker.render import NO_OPTIONS
 from worker.runtime import get_runtime
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css: str | None,
-               options: dict[str, Any] | None = None, cache: bool = True) -> dict[str, Any] | None:
+               options: dict[str, Any] | None = None, cache: bool = True, parts: list[dict[str, Any]] | None = None
+               ) -> dict[str, Any] | None:
     """Render (or reuse the tenant's identical render), store, and record the result; any failure raises so RQ
     records and retries it."""
     job = get_current_job()
@@ -53,11 +56,23 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     inputs_sha256 = runtime.environment.inputs_sha256(job.kwargs)
     # Jobs with options are always rendered: their results carry more than the bytes (conformance), and
     # encryption passwords are kept apart from the job's arguments, so equal arguments need not mean equal PDFs.
-    reusable = cache and not options
+    # A merged document's result carries its parts' places, which a reused PDF does not bring along.
+    reusable = cache and not options and parts is None
     reused = reuse.find_reusable(runtime.connection, runtime.storage, tenant=state.tenant,
                                  inputs_sha256=inputs_sha256) if reusable else None
-    rendered = reused.pdf if reused else runtime.renderer.render(template=template, html=html, data=data, css=css,
-                                                                 options=render_options, progress=report)
+    if reused:
+        rendered = reused.pdf
+    elif parts is not None:
+        rendered = runtime.renderer.render_parts([PartSource(**part) for part in parts], options=render_options,
+                                                 progress=report)
+    else:
+        rendered = runtime.renderer.render(template=template, html=html, data=data, css=css, options=render_options,
+                                           progress=report)
+    einvoice_result = None
+    if render_options.einvoice is not None:
+        report("einvoice", 80)
+        made = embed_einvoice(rendered, render_options.einvoice, template=template, data=data)
+        rendered, einvoice_result = made.pdf, made.result
     render_s = time.perf_counter() - started
     report("storing", 90)
     stored = time.perf_counter()
@@ -75,6 +90,10 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     }
     if rendered.conformance is not None:
         state.result.update(pdf_variant=rendered.conformance.variant.value, conformance=rendered.conformance.to_dict())
+    if einvoice_result is not None:
+        state.result["einvoice"] = einvoice_result
+    if rendered.parts:
+        state.result["parts"] = [part.as_result() for part in rendered.parts]
     if reused:
         state.result["reused_from"] = reused.job_id
         manifest = {**reused.manifest, "job_id": job.id}

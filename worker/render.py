@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any, Callable, Iterator
@@ -21,7 +22,9 @@ from shared.options import RenderOptions, pages_kept
 from worker import conformance, pdf_output
 from worker.encryption import encrypt
 from worker.fetcher import RestrictedURLFetcher
+from worker.layout_progress import layout_progress
 from worker.limits import page_limit
+from worker.merge import PartPages, PartSource, merge
 from worker.option_styles import option_css
 from worker.render_cache import RenderCaches, TemplateTree
 
@@ -35,8 +38,17 @@ def _ignore_progress(step: str, percent: int) -> None:
 
 
 def money(value: Any) -> str:
-    """`1234.5` -> `1,234.50`, the one formatting filter templates may rely on."""
+    """`1234.5` -> `1,234.50`: how templates print amounts."""
     return f"{float(value):,.2f}"
+
+
+def date_text(value: Any) -> str:
+    """`2025-03-31` -> `31 March 2025`: how templates print an ISO date; any other text is printed as given."""
+    try:
+        moment = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+    except ValueError:
+        moment = None
+    return f"{moment.day} {moment:%B %Y}" if moment else str(value)
 
 
 NO_OPTIONS = RenderOptions.model_validate({})
@@ -53,6 +65,8 @@ class RenderedPdf:
     fonts: list[tuple[str, str]] = field(default_factory=list)
     """(family, sha256 of the font file) of each font embedded in the PDF."""
     remote_assets: bool = False
+    parts: tuple[PartPages, ...] = ()
+    """Where each part of a merged document starts; empty for a single document."""
 
 
 class ScopedFontConfiguration(FontConfiguration):
@@ -104,6 +118,7 @@ class ScopedFontConfiguration(FontConfiguration):
 def _environment(cls: type[jinja2.Environment], **options: Any) -> jinja2.Environment:
     env = cls(autoescape=True, undefined=jinja2.StrictUndefined, **options)
     env.filters["money"] = money
+    env.filters["date_text"] = date_text
     return env
 
 
@@ -170,24 +185,59 @@ class Renderer:
         writer_options = pdf_output.weasyprint_options(options)
         # The document's own fonts must outlive writing the PDF.
         with self.font_config.render_scope(), self.caches.render(warm=warm) as (log, images):
-            document = self._layout(source, css, options, writer_options, images)
-            document = self._select_pages(document, options)
-            if options.document is not None:
-                pdf_output.apply_document_info(document, options.document)
-            progress("writing", 70)
-            attachments = [pdf_output.embedded_file(spec, self.fetcher) for spec in options.attachments]
-            content = document.write_pdf(finisher=pdf_output.finisher(options), attachments=attachments or None,
-                                         **writer_options)
-            fonts = sorted({(font.family, hashlib.sha256(font.file_content).hexdigest())
-                            for font in document.fonts.values()})
+            with layout_progress(progress, 30, 70):
+                document = self._layout(source, css, options, writer_options, images)
+            content, pages, fonts = self._write(document, options, writer_options, progress)
+        return self._finish(content, pages, fonts, options, log)
+
+    def render_parts(self, parts: list[PartSource], *, options: RenderOptions = NO_OPTIONS,
+                     progress: ProgressFn = _ignore_progress) -> RenderedPdf:
+        """Render each part with the same fonts and join them into one PDF; `options` and the page limit apply to
+        the whole. A part's fault names it (`parts[2]: missing field ...`), so the client knows which to fix."""
+        writer_options = pdf_output.weasyprint_options(options)
+        laid_out: list[tuple[PartSource, Document]] = []
+        budget = self.max_pages
+        with self.font_config.render_scope(), self.caches.render(warm=False) as (log, images):
+            for index, part in enumerate(parts):
+                start, end = (10 + 60 * share // len(parts) for share in (index, index + 1))
+                progress("layout", start)
+                try:
+                    source = self.render_html(template=part.template, html=part.html, data=part.data)
+                    with layout_progress(progress, start, end):
+                        document = self._layout(source, part.css, options, writer_options, images, max_pages=budget)
+                except (TemplateError, RenderError) as exc:
+                    raise type(exc)(f"parts[{index}]: {exc}") from None
+                budget -= len(document.pages)
+                laid_out.append((part, document))
+            merged, placed = merge(laid_out)
+            content, pages, fonts = self._write(merged, options, writer_options, progress)
+        return self._finish(content, pages, fonts, options, log, placed)
+
+    def _write(self, document: Document, options: RenderOptions, writer_options: dict[str, Any],
+               progress: ProgressFn) -> tuple[bytes, int, list[tuple[str, str]]]:
+        """Keep the pages asked for and write the PDF with its options: its bytes, pages and embedded fonts."""
+        document = self._select_pages(document, options)
+        if options.document is not None:
+            pdf_output.apply_document_info(document, options.document)
+        progress("writing", 70)
+        attachments = [pdf_output.embedded_file(spec, self.fetcher) for spec in options.attachments]
+        content = document.write_pdf(finisher=pdf_output.finisher(options), attachments=attachments or None,
+                                     **writer_options)
+        fonts = sorted({(font.family, hashlib.sha256(font.file_content).hexdigest())
+                        for font in document.fonts.values()})
+        return content, len(document.pages), fonts
+
+    def _finish(self, content: bytes, pages: int, fonts: list[tuple[str, str]], options: RenderOptions, log: Any,
+                parts: tuple[PartPages, ...] = ()) -> RenderedPdf:
+        """Encrypt and check the declared variant of the written file."""
         if options.encryption is not None:
             content = encrypt(content, options.encryption)
         checked = None
         if options.pdf_variant is not None:
             password = options.encryption.owner_password if options.encryption else ""
             checked = conformance.check(content, options.pdf_variant, password=password)
-        return RenderedPdf(content=content, pages=len(document.pages), sha256=hashlib.sha256(content).hexdigest(),
-                           conformance=checked, assets=log.assets, fonts=fonts, remote_assets=log.remote)
+        return RenderedPdf(content=content, pages=pages, sha256=hashlib.sha256(content).hexdigest(),
+                           conformance=checked, assets=log.assets, fonts=fonts, remote_assets=log.remote, parts=parts)
 
     @staticmethod
     def _select_pages(document: Document, options: RenderOptions) -> Document:
@@ -200,12 +250,12 @@ class Renderer:
         return document.copy([document.pages[i] for i in kept]) if len(kept) < len(document.pages) else document
 
     def _layout(self, source: str, css: str | None, options: RenderOptions, writer_options: dict[str, Any],
-                images: dict[str, Any]) -> Document:
+                images: dict[str, Any], max_pages: int | None = None) -> Document:
         try:
             sheets = [text for text in (css, option_css(options)) if text]
             stylesheets = [CSS(string=text, base_url=self.base_url, url_fetcher=self.fetcher,
                                font_config=self.font_config) for text in sheets]
-            with page_limit(self.max_pages):
+            with page_limit(self.max_pages if max_pages is None else max_pages):
                 return HTML(string=source, base_url=self.base_url, url_fetcher=self.fetcher).render(
                     stylesheets=stylesheets, font_config=self.font_config, cache=images, **writer_options)
         except (PageLimitExceeded, MemoryError, *self.interrupts):
