@@ -89,7 +89,8 @@ def test_openapi_documents_the_options_and_refuses_unknown_keys(client: FlaskCli
     for name in ("RenderOptions", "PageOptions", "Encryption", "AttachmentSpec", "Watermark", "DocumentInfo"):
         assert schemas[name]["additionalProperties"] is False, name
     assert set(schemas["RenderOptions"]["properties"]) == {"page", "page_ranges", "quality", "pdf_variant", "document",
-                                                           "attachments", "watermark", "encryption"}
+                                                           "attachments", "watermark", "encryption", "einvoice"}
+    assert schemas["EInvoiceOptions"]["additionalProperties"] is False
     assert "conformance" in schemas["JobResult"]["properties"]
 
 
