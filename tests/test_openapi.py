@@ -86,7 +86,7 @@ def test_stateful_fuzzing_creates_jobs_and_follows_links(api_schema: schemathesi
                 checks.append(not_a_server_error)
             case.validate_response(response, checks=checks)
 
-    Workflow.run(settings=settings(max_examples=25, stateful_step_count=4, deadline=None, derandomize=True,
+    Workflow.run(settings=settings(max_examples=50, stateful_step_count=4, deadline=None, derandomize=True,
                                    suppress_health_check=list(HealthCheck)))
     assert redis.zcard(keys.tenant_jobs("acme")) > 0, "no valid job was generated from the document"
     assert ("POST /v1/jobs", 202) in calls
