@@ -27,6 +27,7 @@ from shared.records import iso, utcnow
 from shared.schema import ScheduleRequest
 from tests.conftest import AuthActions, JobsClient
 from tests.support import ROOT, RedisServer, wait_until
+from worker.scheduler import SYSTEM_SCHEDULES
 
 JOB = {"template": "letter.html", "data": {}}
 OVERSIZED_METADATA = {"note": "x" * 4079}
@@ -196,7 +197,7 @@ def test_scheduler_survives_a_redis_restart(env: dict[str, str], tmp_path: Path)
     log = tmp_path / "scheduler.log"
     proc = start_scheduler(env, log)
     try:
-        wait_until(lambda: connection.zcard("rq:scheduler:scheduled_jobs") == 3, timeout=20)
+        wait_until(lambda: connection.zcard("rq:scheduler:scheduled_jobs") == len(SYSTEM_SCHEDULES), timeout=20)
         server.stop()
         wait_until(lambda: any(r["msg"] == "scheduler lost redis; retrying" for r in log_records(log)), timeout=20)
         time.sleep(2)
