@@ -53,6 +53,12 @@ class EInvoiceInvalid(JobFailure):
     permanent = True
 
 
+class BrowserCrashed(JobFailure):
+    """The Chromium engine's browser died or stopped answering; a fresh browser may well succeed."""
+
+    code = "browser_crashed"
+
+
 class StorageError(JobFailure):
     code = "storage_error"
 

@@ -17,7 +17,7 @@ from shared import keys
 from shared.config import Settings
 from shared.connection import connect
 from tests import browser as real_browser
-from tests.support import ROOT, LiveServer, RedisServer, WorkerProcess, wait_until
+from tests.support import ROOT, Honeypot, LiveServer, RedisServer, WorkerProcess, wait_until
 
 TENANT_KEYS = {"acme": "acme-key", "globex": "globex-key", "ops": "ops-key"}
 KEPT_PREFIXES = (b"rq:worker", b"rq:scheduler", b"rq:clean_registries", keys.template_preview("").encode())
@@ -212,3 +212,17 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture
+def honeypot() -> Iterator[Honeypot]:
+    pot = Honeypot()
+    yield pot
+    pot.stop()
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-7c1f")
+    return secret

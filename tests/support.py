@@ -198,3 +198,26 @@ class RecordingServer:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class Honeypot(RecordingServer):
+    """Records every connection (a TLS attempt too) and request it receives; redirects /redirect to itself."""
+
+    def __init__(self) -> None:
+        self.connections: list[tuple[str, int]] = []
+        super().__init__(self._reply)
+        # Counted before any HTTP parsing: a TLS handshake to this plain-HTTP port is never a request.
+        self.server.verify_request = self._record_connection  # type: ignore[method-assign]
+
+    def _record_connection(self, request: Any, client_address: tuple[str, int]) -> bool:
+        self.connections.append(client_address)
+        return True
+
+    def _reply(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/redirect"):
+            return 302, {"Location": self.url("/after-redirect")}, b""
+        return 200, {"Content-Type": "text/css"}, b"HONEYPOT-CONTENT"
+
+    @property
+    def paths(self) -> list[str]:
+        return [path for _, path, _, _ in self.requests]

@@ -21,45 +21,8 @@ from shared.errors import PageLimitExceeded, TemplateError
 from shared.logs import JsonFormatter, quiet_weasyprint
 from shared.netguard import BlockedTarget, check_public_url, resolve_public
 from tests.conftest import TENANT_KEYS, JobsClient
-from tests.support import LiveServer, RecordingServer, WorkerProcess, wait_until
+from tests.support import Honeypot, LiveServer, WorkerProcess, wait_until
 from worker.render import Renderer
-
-
-class Honeypot(RecordingServer):
-    """Records every connection (a TLS attempt too) and request it receives; redirects /redirect to itself."""
-
-    def __init__(self) -> None:
-        self.connections: list[tuple[str, int]] = []
-        super().__init__(self._reply)
-        # Counted before any HTTP parsing: a TLS handshake to this plain-HTTP port is never a request.
-        self.server.verify_request = self._record_connection  # type: ignore[method-assign]
-
-    def _record_connection(self, request: Any, client_address: tuple[str, int]) -> bool:
-        self.connections.append(client_address)
-        return True
-
-    def _reply(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-        if path.startswith("/redirect"):
-            return 302, {"Location": self.url("/after-redirect")}, b""
-        return 200, {"Content-Type": "text/css"}, b"HONEYPOT-CONTENT"
-
-    @property
-    def paths(self) -> list[str]:
-        return [path for _, path, _, _ in self.requests]
-
-
-@pytest.fixture
-def honeypot() -> Iterator[Honeypot]:
-    pot = Honeypot()
-    yield pot
-    pot.stop()
-
-
-@pytest.fixture
-def secret_file(tmp_path: Path) -> Path:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("TOPSECRET-7c1f")
-    return secret
 
 
 @pytest.fixture(scope="module")

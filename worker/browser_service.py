@@ -1,0 +1,481 @@
+"""A warm headless Chromium per worker, in a process of its own, that prints HTML to PDF for the work-horses.
+
+RQ forks a work-horse per job; starting a browser (and playwright's driver) in each would cost more than the
+print. So the worker parent starts this service once, and each horse sends its one print over a Unix socket
+and waits. The horse keeps its memory cap and its kill-on-timeout; the browser stays warm, gets a fresh
+context per job, and is restarted after `max_jobs` prints, past its memory cap, or when it crashes.
+
+Every request the page makes (the document, subresources, fetch/XHR, frames, workers) is routed through the
+same RestrictedURLFetcher as a WeasyPrint render: Chromium itself never reaches the network or the disk.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.errors import BrowserCrashed, ConfigError, RenderError
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_ORIGIN = "https://document.pdfq.invalid"
+"""The page's own origin: its URL serves the job's HTML, and its paths map onto files under templates/.
+
+`.invalid` never resolves (RFC 2606), so nothing outside the route handler could ever answer it."""
+DOCUMENT_URL = f"{DOCUMENT_ORIGIN}/__document__"
+BROWSER_MAX_JOBS = 100
+"""Prints before a browser is replaced by a fresh one (long-lived Chromium grows; Gotenberg restarts at 100)."""
+BROWSER_MEMORY_LIMIT_MB = 1024
+"""RSS of the whole browser (all its processes) past which it is restarted before the next print, in MiB."""
+SERVICE_START_TIMEOUT_S = 60
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--mute-audio",
+                  # Defence in depth behind the route handler: no proxy, no DNS, so no way out.
+                  "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+                  "--host-resolver-rules=MAP * ~NOTFOUND")
+"""--no-sandbox because workers may run as root in containers; the page is isolated by the route handler,
+JavaScript off by default, and a context per job."""
+
+
+@dataclass(frozen=True)
+class PrintRequest:
+    """One print: the rendered HTML and how Chromium should lay it out."""
+
+    html: str
+    javascript: bool = False
+    wait_for_selector: str | None = None
+    wait_for_ms: int | None = None
+    timeout_s: float = 120
+    pdf: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for playwright's page.pdf (format/width/height/margin/landscape/...)."""
+
+
+@dataclass(frozen=True)
+class PrintResult:
+    pdf: bytes | None
+    error_code: str | None = None
+    error_message: str = ""
+    open_ms: float = 0.0
+    """Time to open the job's browser context and page."""
+    refused: tuple[str, ...] = ()
+    """Origins of requests the page made that were refused (scheme://host only: paths can carry data)."""
+    loaded: tuple[str, ...] = ()
+    """URLs the fetcher served to the page (files under templates/ as file: URLs, allow-listed https)."""
+
+
+def chromium_path() -> str | None:
+    from shutil import which
+
+    return os.environ.get("CHROMIUM_PATH") or which("chromium") or which("chromium-browser")
+
+
+class JobPage:
+    """One job's browser context and page, and what its route handler needs to know of the job."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.page: Any = None
+        self.refused: list[str] = []
+        self.loaded: list[str] = []
+        self.crashed = False
+        self.loaded_blank = False
+
+    def watch(self, page: Any) -> None:
+        self.page = page
+        page.on("crash", lambda _: setattr(self, "crashed", True))
+
+    def discard(self) -> None:
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            self.context.close()
+        except PlaywrightError:
+            pass
+
+    def usable(self) -> bool:
+        return self.page is not None and not self.page.is_closed() and not self.crashed
+
+    def refuse_socket(self, socket: Any) -> None:
+        self.refused.append(_origin(socket.url))
+        socket.close()
+
+
+class BrowserHost:
+    """Owns playwright and one Chromium inside the service process; prints one request at a time."""
+
+    def __init__(self, executable: str, templates_dir: Path, allowed_hosts: frozenset[str], *,
+                 max_jobs: int = BROWSER_MAX_JOBS, memory_limit_mb: int = BROWSER_MEMORY_LIMIT_MB) -> None:
+        from playwright.sync_api import sync_playwright
+
+        from worker.fetcher import RestrictedURLFetcher
+
+        self.executable = executable
+        self.templates_dir = templates_dir.resolve()
+        self.fetcher = RestrictedURLFetcher(templates_dir, allowed_hosts)
+        self.max_jobs = max_jobs
+        self.memory_limit_mb = memory_limit_mb
+        self._playwright = sync_playwright().start()
+        self._browser: Any = None
+        self._spare: JobPage | None = None
+        self.prints_since_launch = 0
+        self.launches = 0
+
+    @property
+    def version(self) -> str:
+        return self._ensure_browser().version
+
+    def _ensure_browser(self) -> Any:
+        fresh = self._browser is not None and self._browser.is_connected()
+        if fresh and self.due_for_restart():
+            log.info("browser restarted", extra={"prints": self.prints_since_launch, "rss_mb": round(self.rss_mb())})
+            self._close_browser()
+            fresh = False
+        if not fresh:
+            self._close_browser()
+            self._browser = self._playwright.chromium.launch(executable_path=self.executable, headless=True,
+                                                             args=list(CHROMIUM_FLAGS), handle_sigint=False,
+                                                             handle_sigterm=False, handle_sighup=False)
+            self.prints_since_launch = 0
+            self.launches += 1
+        return self._browser
+
+    def _close_browser(self) -> None:
+        self._spare = None
+        if self._browser is not None:
+            try:
+                self._browser.close()
+            except Exception:  # A crashed browser cannot be closed cleanly; its processes are already gone.
+                pass
+            self._browser = None
+
+    def rss_mb(self) -> float:
+        """The browser's memory: every Chromium process under this service (playwright's driver excluded)."""
+        total = 0.0
+        for pid in _descendants(os.getpid()):
+            try:
+                if b"chrom" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]:
+                    total += _own_rss_mb(pid)
+            except FileNotFoundError:
+                continue
+        return total
+
+    def prepare_spare(self) -> None:
+        """Open the next job's context and page while no job waits, so a job does not pay for it."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        if self._spare is None:
+            try:
+                self._spare = self._open(javascript=False)
+            except PlaywrightError:
+                self._close_browser()
+
+    def _open(self, *, javascript: bool) -> JobPage:
+        context = self._ensure_browser().new_context(java_script_enabled=javascript, service_workers="block",
+                                                     accept_downloads=False, permissions=[])
+        job_page = JobPage(context)
+        context.route("**/*", lambda route: self._answer_safely(route, job_page))
+        context.route_web_socket("**/*", lambda socket: job_page.refuse_socket(socket))
+        context.on("page", _close_popup)
+        job_page.watch(context.new_page())
+        # The blank document gives the page its origin, so the job's relative URLs resolve against templates/.
+        job_page.page.goto(DOCUMENT_URL, wait_until="load")
+        return job_page
+
+    def print(self, request: PrintRequest) -> PrintResult:
+        from playwright.sync_api import Error as PlaywrightError
+
+        started = time.perf_counter()
+        job_page = None
+        if not request.javascript:  # the spare has JavaScript off; a job that wants it gets its own
+            job_page, self._spare = self._spare, None
+        try:
+            if job_page is not None and (self.due_for_restart() or not job_page.usable()):
+                job_page.discard()
+                job_page = None
+            if job_page is None:
+                job_page = self._open(javascript=request.javascript)
+        except PlaywrightError as exc:
+            self._close_browser()
+            return PrintResult(None, "browser_crashed", f"the browser could not open a page: {_first_line(exc)}")
+        self.prints_since_launch += 1
+        open_ms = (time.perf_counter() - started) * 1000
+        page = job_page.page
+        try:
+            job_page.context.set_default_timeout(request.timeout_s * 1000)
+            page.set_content(request.html, wait_until="load")
+            if request.wait_for_selector:
+                page.wait_for_selector(request.wait_for_selector, state="attached")
+            if request.wait_for_ms:
+                page.wait_for_timeout(request.wait_for_ms)
+            pdf = page.pdf(print_background=True, **request.pdf)
+            return PrintResult(pdf, open_ms=open_ms, refused=tuple(job_page.refused), loaded=tuple(job_page.loaded))
+        except PlaywrightError as exc:
+            message = _first_line(exc)
+            lost = self._browser is None or not self._browser.is_connected()
+            if lost or job_page.crashed or "closed" in message.lower() or "crash" in message.lower():
+                self._close_browser()
+                return PrintResult(None, "browser_crashed", f"the browser died during the print: {message}")
+            if "timeout" in message.lower():
+                return PrintResult(None, "timeout", f"the page did not finish within {request.timeout_s:g} s")
+            return PrintResult(None, "render_error", f"printing failed: {message}")
+        finally:
+            job_page.discard()
+
+    def due_for_restart(self) -> bool:
+        return self.prints_since_launch >= self.max_jobs or self.rss_mb() > self.memory_limit_mb
+
+    def _answer_safely(self, route: Any, job_page: JobPage) -> None:
+        """A handler that raised would leave the request hanging until the job's timeout: refuse instead."""
+        try:
+            self._answer(route, job_page)
+        except Exception as exc:
+            from playwright.sync_api import Error as PlaywrightError
+
+            if isinstance(exc, PlaywrightError):  # the page went away while we answered
+                return
+            log.warning("asset refused", extra={"url": _origin(route.request.url), "reason": type(exc).__name__})
+            job_page.refused.append(_origin(route.request.url))
+            _refuse(route)
+
+    def _answer(self, route: Any, job_page: JobPage) -> None:
+        """Serve the document and what the fetch policy allows; refuse everything else."""
+        from weasyprint.urls import URLFetchingError
+
+        url = route.request.url
+        refused = job_page.refused
+        if url == DOCUMENT_URL and not job_page.loaded_blank:
+            job_page.loaded_blank = True
+            route.fulfill(status=200, content_type="text/html; charset=utf-8", body="<!doctype html><title></title>")
+            return
+        fetch_url = self._fetcher_url(url)
+        try:
+            if fetch_url is None:
+                raise URLFetchingError("not a URL the fetcher serves")
+            response = self.fetcher.fetch(fetch_url)
+        except URLFetchingError:
+            refused.append(_origin(url))
+            _refuse(route)
+            return
+        route.fulfill(status=200, body=response.read(), content_type=response.headers.get("Content-Type") or None)
+        job_page.loaded.append(fetch_url)
+
+    def _fetcher_url(self, url: str) -> str | None:
+        """The URL the fetcher decides on: document-origin paths become files under templates/."""
+        parts = urlsplit(url)
+        if f"{parts.scheme}://{parts.netloc}" == DOCUMENT_ORIGIN:
+            return (self.templates_dir / parts.path.lstrip("/")).as_uri()
+        if parts.scheme in ("https", "data"):
+            return url
+        return None  # file:, http:, ws:, blob: and the rest
+
+    def close(self) -> None:
+        self._close_browser()
+        self._playwright.stop()
+
+
+def _own_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            children = [int(c) for task in Path(f"/proc/{current}/task").iterdir()
+                        for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+        found.extend(children)
+        stack.extend(children)
+    return found
+
+
+def _refuse(route: Any) -> None:
+    """Refuse a request; a refused navigation answers 204, which keeps the document where it is (an aborted one
+    would replace it with the browser's error page)."""
+    if route.request.is_navigation_request():
+        route.fulfill(status=204, body=b"")
+    else:
+        route.abort("blockedbyclient")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}" if parts.hostname else f"{parts.scheme}:"
+
+
+def _close_popup(page: Any) -> None:
+    """A second page in a job's context (window.open, target=_blank) is closed before it loads anything."""
+    if len(page.context.pages) > 1:
+        page.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+class BrowserService:
+    """The worker parent's handle on its browser process: start it, keep it alive, stop it."""
+
+    def __init__(self, templates_dir: Path, allowed_hosts: frozenset[str], *,
+                 max_jobs: int = BROWSER_MAX_JOBS, memory_limit_mb: int = BROWSER_MEMORY_LIMIT_MB) -> None:
+        self.templates_dir = templates_dir
+        self.allowed_hosts = allowed_hosts
+        self.max_jobs = max_jobs
+        self.memory_limit_mb = memory_limit_mb
+        self._folder = Path(tempfile.mkdtemp(prefix="pdfq-browser-"))
+        self.address = str(self._folder / "service.sock")
+        self.authkey = secrets.token_bytes(32)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        executable = chromium_path()
+        if executable is None:
+            raise ConfigError("chromium is not installed (apt-get install chromium), or set CHROMIUM_PATH")
+        Path(self.address).unlink(missing_ok=True)  # left behind by a service that was killed
+        env = {**os.environ, "PDFQ_BROWSER_AUTHKEY": self.authkey.hex()}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker.browser_service", "--address", self.address, "--executable", executable,
+             "--templates", str(self.templates_dir), "--allowed-hosts", ",".join(sorted(self.allowed_hosts)),
+             "--max-jobs", str(self.max_jobs), "--memory-limit-mb", str(self.memory_limit_mb)],
+            env=env, start_new_session=True)
+        deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
+        while not self.ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError("the browser service did not start (is chromium working?)")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        try:
+            with self.client(timeout_s=5) as connection:
+                connection.send(("ping", None))
+                return connection.poll(5) and connection.recv() == "pong"
+        except (OSError, EOFError):
+            return False
+
+    def ensure_running(self) -> None:
+        """Called by the parent before each job: a dead service (or one never started) is started again."""
+        if self.process is None or self.process.poll() is not None:
+            log.warning("browser service restarted", extra={"exit_code": self.process and self.process.returncode})
+            self.start()
+
+    def client(self, timeout_s: float = 5) -> Connection:
+        return Client(self.address, family="AF_UNIX", authkey=self.authkey)
+
+    def print(self, request: PrintRequest) -> PrintResult:
+        """Run in a work-horse: send the print and wait for it, at most the job's timeout."""
+        try:
+            connection = self.client()
+        except OSError as exc:
+            raise BrowserCrashed(f"the browser service is not reachable: {exc}") from None
+        with connection:
+            connection.send(("print", request))
+            if not connection.poll(request.timeout_s + 5):
+                raise BrowserCrashed("the browser service did not answer in time")
+            try:
+                result: PrintResult = connection.recv()
+            except EOFError:
+                raise BrowserCrashed("the browser service stopped during the print") from None
+        return result
+
+    def stop(self) -> None:
+        """TERM the service, which closes its browser; KILL what is left of its process group after 10 s."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+
+def die_with_parent() -> None:
+    """The service must not outlive its worker (a SIGKILLed worker cannot stop it): ask Linux to TERM us."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        log.warning("cannot tie the browser service to its worker's lifetime")
+
+
+def serve(address: str, authkey: bytes, host: BrowserHost) -> None:
+    """Answer prints one at a time until SIGTERM; a print never outlives its own deadline."""
+    with Listener(address, family="AF_UNIX", authkey=authkey) as listener:
+        while True:
+            try:
+                connection = listener.accept()
+            except (OSError, EOFError):  # a client that failed the handshake
+                continue
+            with connection:
+                try:
+                    kind, payload = connection.recv()
+                    if kind == "ping":
+                        connection.send("pong")
+                    elif kind == "print":
+                        connection.send(host.print(payload))
+                        host.prepare_spare()
+                    elif kind == "stats":
+                        connection.send({"rss_mb": host.rss_mb(), "launches": host.launches,
+                                         "prints_since_launch": host.prints_since_launch})
+                    elif kind == "version":
+                        connection.send(host.version)
+                except (EOFError, OSError, BrokenPipeError):
+                    continue  # the horse went away (killed on timeout); the next one gets a fresh context
+
+
+def main() -> int:
+    from shared.logs import configure_logging
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--executable", required=True)
+    parser.add_argument("--templates", required=True, type=Path)
+    parser.add_argument("--allowed-hosts", default="")
+    parser.add_argument("--max-jobs", type=int, default=BROWSER_MAX_JOBS)
+    parser.add_argument("--memory-limit-mb", type=int, default=BROWSER_MEMORY_LIMIT_MB)
+    args = parser.parse_args()
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    die_with_parent()
+    authkey = bytes.fromhex(os.environ.pop("PDFQ_BROWSER_AUTHKEY"))
+    hosts = frozenset(h for h in args.allowed_hosts.split(",") if h)
+    host = BrowserHost(args.executable, args.templates, hosts, max_jobs=args.max_jobs,
+                       memory_limit_mb=args.memory_limit_mb)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        host.prepare_spare()  # launch now: the first job should not pay for it
+        serve(args.address, authkey, host)
+    finally:
+        host.close()
+    return 0
+
+
+if __name__ == "__main__":
+    # Run as the imported module, so the results pickle as worker.browser_service classes, not __main__'s.
+    from worker.browser_service import main as service_main
+
+    sys.exit(service_main())
