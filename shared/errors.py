@@ -59,6 +59,12 @@ class BrowserCrashed(JobFailure):
     code = "browser_crashed"
 
 
+class RenderTimeout(JobFailure):
+    """The engine gave up on a page that did not finish loading within the job's timeout_s."""
+
+    code = "timeout"
+
+
 class StorageError(JobFailure):
     code = "storage_error"
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from shared.errors import BrowserCrashed, ConfigError, RenderError
@@ -37,8 +37,14 @@ DOCUMENT_URL = f"{DOCUMENT_ORIGIN}/__document__"
 BROWSER_MAX_JOBS = 100
 """Prints before a browser is replaced by a fresh one (long-lived Chromium grows; Gotenberg restarts at 100)."""
 BROWSER_MEMORY_LIMIT_MB = 1024
-"""RSS of the whole browser (all its processes) past which it is restarted before the next print, in MiB."""
+"""Memory (PSS) of the whole browser, all its processes, past which it is restarted before the next print, in MiB."""
 SERVICE_START_TIMEOUT_S = 60
+LOADED = "loaded"
+"""What the service sends while a print is under way: the page has loaded and printing starts."""
+SERVICE_GRACE_S = 5
+"""How long past a print's own timeout a horse waits for the service's answer before it gives the service up."""
+LOAD_POLL_MS = 100
+"""How often a print waiting for the load event checks whether the page gave up its load by navigating."""
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--mute-audio",
@@ -90,7 +96,10 @@ class JobPage:
         self.refused: list[str] = []
         self.loaded: list[str] = []
         self.crashed = False
-        self.loaded_blank = False
+        self.html: str | None = None
+        """The job's document, served once at DOCUMENT_URL; until a job takes the page it serves a blank one."""
+        self.served_document = False
+        self.navigation_refused = False
 
     def watch(self, page: Any) -> None:
         self.page = page
@@ -139,7 +148,7 @@ class BrowserHost:
     def _ensure_browser(self) -> Any:
         fresh = self._browser is not None and self._browser.is_connected()
         if fresh and self.due_for_restart():
-            log.info("browser restarted", extra={"prints": self.prints_since_launch, "rss_mb": round(self.rss_mb())})
+            log.info("browser restarted", extra={"prints": self.prints_since_launch, "memory_mb": round(self.memory_mb())})
             self._close_browser()
             fresh = False
         if not fresh:
@@ -160,13 +169,13 @@ class BrowserHost:
                 pass
             self._browser = None
 
-    def rss_mb(self) -> float:
-        """The browser's memory: every Chromium process under this service (playwright's driver excluded)."""
+    def memory_mb(self) -> float:
+        """The browser's memory (PSS, MiB): every Chromium process under this service, not playwright's driver."""
         total = 0.0
         for pid in _descendants(os.getpid()):
             try:
                 if b"chrom" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]:
-                    total += _own_rss_mb(pid)
+                    total += _own_pss_mb(pid)
             except FileNotFoundError:
                 continue
         return total
@@ -193,7 +202,7 @@ class BrowserHost:
         job_page.page.goto(DOCUMENT_URL, wait_until="load")
         return job_page
 
-    def print(self, request: PrintRequest) -> PrintResult:
+    def print(self, request: PrintRequest, on_loaded: Callable[[], None] = lambda: None) -> PrintResult:
         from playwright.sync_api import Error as PlaywrightError
 
         started = time.perf_counter()
@@ -214,11 +223,15 @@ class BrowserHost:
         page = job_page.page
         try:
             job_page.context.set_default_timeout(request.timeout_s * 1000)
-            page.set_content(request.html, wait_until="load")
+            job_page.html = request.html
+            # "commit", then our own wait for load: a page that navigates away would hold playwright's waits.
+            page.goto(DOCUMENT_URL, wait_until="commit")
+            self._wait_for_load(job_page, time.monotonic() + request.timeout_s)
             if request.wait_for_selector:
                 page.wait_for_selector(request.wait_for_selector, state="attached")
             if request.wait_for_ms:
                 page.wait_for_timeout(request.wait_for_ms)
+            on_loaded()
             pdf = page.pdf(print_background=True, **request.pdf)
             return PrintResult(pdf, open_ms=open_ms, refused=tuple(job_page.refused), loaded=tuple(job_page.loaded))
         except PlaywrightError as exc:
@@ -233,8 +246,22 @@ class BrowserHost:
         finally:
             job_page.discard()
 
+    @staticmethod
+    def _wait_for_load(job_page: JobPage, deadline: float) -> None:
+        """Wait for the document's load event, unless the page tried to navigate away: Chromium then never
+        fires it (the refused navigation's 204 keeps the document but stops its loading), so print as it is."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        while not job_page.navigation_refused:
+            try:
+                job_page.page.wait_for_load_state("load", timeout=LOAD_POLL_MS)
+                return
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
+
     def due_for_restart(self) -> bool:
-        return self.prints_since_launch >= self.max_jobs or self.rss_mb() > self.memory_limit_mb
+        return self.prints_since_launch >= self.max_jobs or self.memory_mb() > self.memory_limit_mb
 
     def _answer_safely(self, route: Any, job_page: JobPage) -> None:
         """A handler that raised would leave the request hanging until the job's timeout: refuse instead."""
@@ -255,9 +282,10 @@ class BrowserHost:
 
         url = route.request.url
         refused = job_page.refused
-        if url == DOCUMENT_URL and not job_page.loaded_blank:
-            job_page.loaded_blank = True
-            route.fulfill(status=200, content_type="text/html; charset=utf-8", body="<!doctype html><title></title>")
+        if url == DOCUMENT_URL and not job_page.served_document:
+            job_page.served_document = job_page.html is not None  # the spare's blank page comes first
+            route.fulfill(status=200, content_type="text/html; charset=utf-8",
+                          body=job_page.html or "<!doctype html><title></title>")
             return
         fetch_url = self._fetcher_url(url)
         try:
@@ -266,6 +294,7 @@ class BrowserHost:
             response = self.fetcher.fetch(fetch_url)
         except URLFetchingError:
             refused.append(_origin(url))
+            job_page.navigation_refused |= route.request.is_navigation_request()
             _refuse(route)
             return
         route.fulfill(status=200, body=response.read(), content_type=response.headers.get("Content-Type") or None)
@@ -285,9 +314,11 @@ class BrowserHost:
         self._playwright.stop()
 
 
-def _own_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def _own_pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages split between the processes that map them, so Chromium's many
+    processes (which share most of their libraries) add up to what the browser really costs."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -379,21 +410,45 @@ class BrowserService:
     def client(self, timeout_s: float = 5) -> Connection:
         return Client(self.address, family="AF_UNIX", authkey=self.authkey)
 
-    def print(self, request: PrintRequest) -> PrintResult:
-        """Run in a work-horse: send the print and wait for it, at most the job's timeout."""
+    def print(self, request: PrintRequest, on_loaded: Callable[[], None] = lambda: None) -> PrintResult:
+        """Run in a work-horse: send the print and wait for it, at most the job's timeout; `on_loaded` is called
+        when the page has loaded and printing starts.
+
+        A crashed browser, or a service that misses the deadline, raises BrowserCrashed (a transient fault: the
+        job is retried). A service stuck past its deadline is killed here, so the worker parent starts a fresh
+        one before its next job instead of handing every later job to a browser that no longer answers."""
+        deadline = time.monotonic() + request.timeout_s + SERVICE_GRACE_S
         try:
             connection = self.client()
         except OSError as exc:
             raise BrowserCrashed(f"the browser service is not reachable: {exc}") from None
         with connection:
             connection.send(("print", request))
-            if not connection.poll(request.timeout_s + 5):
-                raise BrowserCrashed("the browser service did not answer in time")
-            try:
-                result: PrintResult = connection.recv()
-            except EOFError:
-                raise BrowserCrashed("the browser service stopped during the print") from None
+            while True:
+                if not connection.poll(max(0.0, deadline - time.monotonic())):
+                    self.kill()
+                    raise BrowserCrashed("the browser service did not answer in time; it is being replaced")
+                try:
+                    answer = connection.recv()
+                except EOFError:
+                    raise BrowserCrashed("the browser service stopped during the print") from None
+                if answer == LOADED:
+                    on_loaded()
+                    continue
+                break
+        result: PrintResult = answer
+        if result.error_code == "browser_crashed":
+            raise BrowserCrashed(result.error_message)
         return result
+
+    def kill(self) -> None:
+        """SIGKILL the service and its browser, and wait until they are gone (so `ensure_running` sees it)."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)  # in a horse (not the parent) this returns at once: no child to reap
 
     def stop(self) -> None:
         """TERM the service, which closes its browser; KILL what is left of its process group after 10 s."""
@@ -405,11 +460,7 @@ class BrowserService:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
+        self.kill()
 
 
 def die_with_parent() -> None:
@@ -437,10 +488,10 @@ def serve(address: str, authkey: bytes, host: BrowserHost) -> None:
                     if kind == "ping":
                         connection.send("pong")
                     elif kind == "print":
-                        connection.send(host.print(payload))
+                        connection.send(host.print(payload, on_loaded=lambda: connection.send(LOADED)))
                         host.prepare_spare()
                     elif kind == "stats":
-                        connection.send({"rss_mb": host.rss_mb(), "launches": host.launches,
+                        connection.send({"memory_mb": host.memory_mb(), "launches": host.launches,
                                          "prints_since_launch": host.prints_since_launch})
                     elif kind == "version":
                         connection.send(host.version)
