@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -37,6 +38,10 @@ DEFAULT_SCHEDULER_INTERVAL_S = 5
 """Seconds between scheduler passes; tenants' cron runs fire within this delay of their minute."""
 DEFAULT_SSE_KEEPALIVE_S = 15
 """Seconds between keep-alive comments on a quiet event stream (Heroku's router cuts at 55 s idle)."""
+DEFAULT_BROWSER_MAX_JOBS = 100
+"""Chromium-engine prints one browser serves before a fresh one replaces it (long-lived Chromium grows)."""
+DEFAULT_BROWSER_MEMORY_LIMIT_MB = 1024
+"""Memory (PSS, all its processes) past which a worker's browser is replaced before its next print, in MiB."""
 DEV_TENANT = "dev"
 DEV_KEY = "dev-key"
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"
@@ -103,6 +108,10 @@ class Settings:
     sse_keepalive_s: int = DEFAULT_SSE_KEEPALIVE_S
     worker_queues: tuple[str, ...] = ("urgent", "high", "normal", "low")
     templates_dir: Path = PROJECT_ROOT / "templates"
+    chromium_path: str | None = None
+    """The browser of the Chromium engine (CHROMIUM_PATH, else `chromium` on PATH); None: that engine is off."""
+    browser_max_jobs: int = DEFAULT_BROWSER_MAX_JOBS
+    browser_memory_limit_mb: int = DEFAULT_BROWSER_MEMORY_LIMIT_MB
 
     @property
     def production(self) -> bool:
@@ -161,4 +170,7 @@ class Settings:
             scheduler_interval_s=_int(env, "SCHEDULER_INTERVAL_S", DEFAULT_SCHEDULER_INTERVAL_S),
             sse_keepalive_s=_int(env, "SSE_KEEPALIVE_S", DEFAULT_SSE_KEEPALIVE_S),
             worker_queues=_queues(env.get("WORKER_QUEUES", "")),
+            chromium_path=env.get("CHROMIUM_PATH", "").strip() or shutil.which("chromium"),
+            browser_max_jobs=_int(env, "BROWSER_MAX_JOBS", DEFAULT_BROWSER_MAX_JOBS),
+            browser_memory_limit_mb=_int(env, "BROWSER_MEMORY_LIMIT_MB", DEFAULT_BROWSER_MEMORY_LIMIT_MB),
         )

@@ -14,13 +14,14 @@ from pypdf import PdfReader
 
 from shared.config import PROJECT_ROOT
 from shared.errors import BrowserCrashed
+from tests.browser import chromium_path
 from tests.support import Honeypot, wait_until
 from worker.browser_service import BrowserService, PrintRequest
 
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[BrowserService]:
-    browser = BrowserService(PROJECT_ROOT / "templates", frozenset({"localhost"}), max_jobs=25)
+    browser = BrowserService(chromium_path(), PROJECT_ROOT / "templates", frozenset({"localhost"}), max_jobs=25)
     browser.start()
     yield browser
     browser.stop()
@@ -168,7 +169,7 @@ def test_killed_browser_is_reported_and_replaced(service: BrowserService) -> Non
 
 def test_dead_service_is_started_again_and_a_horse_sees_a_transient_fault(tmp_path: Path) -> None:
     """A horse whose service died gets BrowserCrashed (retried); the parent starts the service again."""
-    browser = BrowserService(PROJECT_ROOT / "templates", frozenset())
+    browser = BrowserService(chromium_path(), PROJECT_ROOT / "templates", frozenset())
     browser.start()
     try:
         assert browser.process is not None

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from shared.errors import BrowserCrashed, ConfigError, RenderError
+from shared.config import DEFAULT_BROWSER_MAX_JOBS, DEFAULT_BROWSER_MEMORY_LIMIT_MB
+from shared.errors import BrowserCrashed, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ DOCUMENT_ORIGIN = "https://document.pdfq.invalid"
 
 `.invalid` never resolves (RFC 2606), so nothing outside the route handler could ever answer it."""
 DOCUMENT_URL = f"{DOCUMENT_ORIGIN}/__document__"
-BROWSER_MAX_JOBS = 100
-"""Prints before a browser is replaced by a fresh one (long-lived Chromium grows; Gotenberg restarts at 100)."""
-BROWSER_MEMORY_LIMIT_MB = 1024
-"""Memory (PSS) of the whole browser, all its processes, past which it is restarted before the next print, in MiB."""
 SERVICE_START_TIMEOUT_S = 60
 LOADED = "loaded"
 """What the service sends while a print is under way: the page has loaded and printing starts."""
@@ -81,12 +78,6 @@ class PrintResult:
     """URLs the fetcher served to the page (files under templates/ as file: URLs, allow-listed https)."""
 
 
-def chromium_path() -> str | None:
-    from shutil import which
-
-    return os.environ.get("CHROMIUM_PATH") or which("chromium") or which("chromium-browser")
-
-
 class JobPage:
     """One job's browser context and page, and what its route handler needs to know of the job."""
 
@@ -125,7 +116,7 @@ class BrowserHost:
     """Owns playwright and one Chromium inside the service process; prints one request at a time."""
 
     def __init__(self, executable: str, templates_dir: Path, allowed_hosts: frozenset[str], *,
-                 max_jobs: int = BROWSER_MAX_JOBS, memory_limit_mb: int = BROWSER_MEMORY_LIMIT_MB) -> None:
+                 max_jobs: int = DEFAULT_BROWSER_MAX_JOBS, memory_limit_mb: int = DEFAULT_BROWSER_MEMORY_LIMIT_MB) -> None:
         from playwright.sync_api import sync_playwright
 
         from worker.fetcher import RestrictedURLFetcher
@@ -364,8 +355,9 @@ def _first_line(exc: BaseException) -> str:
 class BrowserService:
     """The worker parent's handle on its browser process: start it, keep it alive, stop it."""
 
-    def __init__(self, templates_dir: Path, allowed_hosts: frozenset[str], *,
-                 max_jobs: int = BROWSER_MAX_JOBS, memory_limit_mb: int = BROWSER_MEMORY_LIMIT_MB) -> None:
+    def __init__(self, executable: str, templates_dir: Path, allowed_hosts: frozenset[str], *,
+                 max_jobs: int = DEFAULT_BROWSER_MAX_JOBS, memory_limit_mb: int = DEFAULT_BROWSER_MEMORY_LIMIT_MB) -> None:
+        self.executable = executable
         self.templates_dir = templates_dir
         self.allowed_hosts = allowed_hosts
         self.max_jobs = max_jobs
@@ -376,13 +368,10 @@ class BrowserService:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        executable = chromium_path()
-        if executable is None:
-            raise ConfigError("chromium is not installed (apt-get install chromium), or set CHROMIUM_PATH")
         Path(self.address).unlink(missing_ok=True)  # left behind by a service that was killed
         env = {**os.environ, "PDFQ_BROWSER_AUTHKEY": self.authkey.hex()}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.browser_service", "--address", self.address, "--executable", executable,
+            [sys.executable, "-m", "worker.browser_service", "--address", self.address, "--executable", self.executable,
              "--templates", str(self.templates_dir), "--allowed-hosts", ",".join(sorted(self.allowed_hosts)),
              "--max-jobs", str(self.max_jobs), "--memory-limit-mb", str(self.memory_limit_mb)],
             env=env, start_new_session=True)
@@ -507,8 +496,8 @@ def main() -> int:
     parser.add_argument("--executable", required=True)
     parser.add_argument("--templates", required=True, type=Path)
     parser.add_argument("--allowed-hosts", default="")
-    parser.add_argument("--max-jobs", type=int, default=BROWSER_MAX_JOBS)
-    parser.add_argument("--memory-limit-mb", type=int, default=BROWSER_MEMORY_LIMIT_MB)
+    parser.add_argument("--max-jobs", type=int, default=DEFAULT_BROWSER_MAX_JOBS)
+    parser.add_argument("--memory-limit-mb", type=int, default=DEFAULT_BROWSER_MEMORY_LIMIT_MB)
     args = parser.parse_args()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     die_with_parent()
