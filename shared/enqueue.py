@@ -13,8 +13,9 @@ from rq.job import Job
 
 from shared import job_secrets, keys, metrics
 from shared.config import Settings
-from shared.queues import queue_for
+from shared.engines import Engine
 from shared.job_state import JobState
+from shared.queues import queue_for
 from shared.schema import JobRequest
 
 RENDER_FUNCTION = "worker.jobs.render_pdf"
@@ -47,6 +48,9 @@ def render_kwargs(request: JobRequest) -> dict[str, Any]:
                               "css": request.css, "options": request.options.for_worker() if request.options else None}
     if request.parts is not None:
         kwargs["parts"] = [part.model_dump(mode="json") for part in request.parts]
+    if request.engine != Engine.WEASYPRINT:
+        kwargs.update(engine=request.engine.value, javascript=bool(request.javascript),
+                      wait_for=request.wait_for.model_dump(exclude_none=True) if request.wait_for else None)
     return kwargs if request.reuse_allowed else {**kwargs, "cache": False}
 
 
@@ -64,6 +68,7 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
         metadata=request.metadata,
         webhook_url=request.webhook_url,
         options=request.options.echo() if request.options else None,
+        engine=request.engine.value,
     )
     retry = Retry(max=request.max_retries, interval=retry_delays(request.max_retries)) if request.max_retries else None
     own_pipeline = pipeline is None

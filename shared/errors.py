@@ -65,6 +65,12 @@ class RenderTimeout(JobFailure):
     code = "timeout"
 
 
+class EngineUnavailable(JobFailure):
+    """This worker cannot run the job's engine (no browser installed or it would not start); another may."""
+
+    code = "engine_unavailable"
+
+
 class StorageError(JobFailure):
     code = "storage_error"
 

@@ -28,6 +28,7 @@ class JobState:
     webhook_url: str | None = None
     options: dict[str, Any] | None = None
     """The request's options as the job resource echoes them (shared/options.py RenderOptions.echo)."""
+    engine: str = "weasyprint"
     attempts: int = 0
     progress: dict[str, Any] = field(default_factory=lambda: dict(QUEUED_PROGRESS))
     error: dict[str, Any] | None = None

@@ -77,6 +77,7 @@ def to_resource(job: Job, *, links: dict[str, str], queue_info: dict[str, Any] |
         "filename": state.filename,
         "metadata": state.metadata,
         "options": state.options,
+        "engine": state.engine,
         "created_at": iso(job.created_at),
         "started_at": state.started_at,
         "finished_at": finished_at,

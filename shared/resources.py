@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from shared.engines import Engine
 from shared.queues import Priority
 from shared.records import JobStatus
 
@@ -45,6 +46,11 @@ class EInvoiceResult(BaseModel):
     xml_sha256: str
 
 
+class EngineVersion(BaseModel):
+    name: Engine
+    version: str
+
+
 class JobResult(BaseModel):
     bytes: int
     pages: int = Field(description="Pages in the PDF (after options.page_ranges)")
@@ -55,6 +61,7 @@ class JobResult(BaseModel):
     reused_from: str | None = Field(None, description="The tenant's earlier job whose identical render this reuses")
     parts: list[PartResult] | None = Field(None, description="A merged document's parts, in order")
     einvoice: EInvoiceResult | None = None
+    engine: EngineVersion | None = Field(None, description="The engine that rendered the PDF, and its version")
 
 
 class JobLinks(BaseModel):
@@ -73,6 +80,7 @@ class JobResource(BaseModel):
     metadata: dict[str, Any]
     options: dict[str, Any] | None = Field(None, description="The request's options without passwords; attachments "
                                            "by filename, mime_type, description, bytes and sha256")
+    engine: Engine = Engine.WEASYPRINT
     created_at: str | None
     started_at: str | None
     finished_at: str | None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from shared.einvoice.request import EInvoiceRequestError, einvoice_xml
 from shared.filenames import safe_filename
+from shared.engines import Engine, WaitFor, engine_conflicts, field_error
 from shared.options import RenderOptions
 from shared.queues import Priority
 
@@ -112,6 +113,11 @@ class JobRequest(RenderSource):
                                           "variant, metadata, attachments, watermark, encryption, e-invoice")
     parts: list[PartRequest] | None = Field(None, min_length=1, max_length=MAX_PARTS,
                                             description="Instead of template/html: documents merged into one PDF")
+    engine: Engine = Field(Engine.WEASYPRINT, description="weasyprint (paged media, PDF/A and PDF/UA) or chromium "
+                           "(a browser, for HTML designed in one)")
+    javascript: bool | None = Field(None, description="chromium only: run the page's scripts (default false)")
+    wait_for: WaitFor | None = Field(None, description="chromium only: after the load event, wait for a selector "
+                                     "to match or a number of milliseconds before printing")
     cache: bool = Field(True, description="false renders anew even when an identical earlier render of this tenant "
                                           "could be reused")
     skip_cache: bool = Field(False, description="true is the same as cache: false")
@@ -158,6 +164,15 @@ class JobRequest(RenderSource):
                 einvoice_xml(self.options.einvoice, template=self.template, data=self.data)
             except EInvoiceRequestError as exc:
                 raise exc.as_validation_error(type(self).__name__) from None
+        return self
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> JobRequest:
+        conflicts = engine_conflicts(self.engine, javascript=self.javascript, wait_for=self.wait_for,
+                                     options=self.options, merged=self.parts is not None)
+        if conflicts:
+            field, reason, value = conflicts[0]
+            raise field_error(field, reason, value)
         return self
 
 

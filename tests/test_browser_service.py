@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from multiprocessing.connection import Client
 from pypdf import PdfReader
 
 from shared.config import PROJECT_ROOT
@@ -29,12 +28,6 @@ def service() -> Iterator[BrowserService]:
 
 def text_of(pdf: bytes) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-
-
-def stats(service: BrowserService) -> dict[str, float]:
-    with Client(service.address, family="AF_UNIX", authkey=service.authkey) as connection:
-        connection.send(("stats", None))
-        return connection.recv()
 
 
 def browser_pids(service: BrowserService) -> list[int]:
@@ -144,7 +137,7 @@ def test_opening_a_job_page_is_fast(service: BrowserService) -> None:
 def test_killed_browser_is_reported_and_replaced(service: BrowserService) -> None:
     """A browser killed during a print answers browser_crashed; the next print gets a fresh browser."""
     service.print(PrintRequest(html="<p>before</p>"))
-    launches, service_pid = stats(service)["launches"], service.process.pid if service.process else 0
+    launches, service_pid = service.stats()["launches"], service.process.pid if service.process else 0
     html = "<p>slow</p><script>const end = Date.now() + 3000; while (Date.now() < end) {}</script>"
     import threading
 
@@ -164,7 +157,7 @@ def test_killed_browser_is_reported_and_replaced(service: BrowserService) -> Non
     service.ensure_running()  # what the worker parent does before each job
     after = service.print(PrintRequest(html="<p>after the crash</p>"))
     assert "after the crash" in text_of(after.pdf or b"")
-    assert stats(service)["launches"] > launches or service.process.pid != service_pid  # a fresh browser
+    assert service.stats()["launches"] > launches or service.process.pid != service_pid  # a fresh browser
 
 
 def test_dead_service_is_started_again_and_a_horse_sees_a_transient_fault(tmp_path: Path) -> None:
@@ -186,10 +179,10 @@ def test_dead_service_is_started_again_and_a_horse_sees_a_transient_fault(tmp_pa
 def test_browser_memory_stays_bounded_by_restarts(service: BrowserService) -> None:
     """Over many prints the browser is replaced every max_jobs prints, so its RSS cannot grow without bound."""
     memory = []
-    launches = stats(service)["launches"]
+    launches = service.stats()["launches"]
     for i in range(60):
         assert service.print(PrintRequest(html=f"<h1>Doc {i}</h1>" + "<p>line</p>" * 50)).pdf
         if i % 10 == 9:
-            memory.append(stats(service)["memory_mb"])
-    assert stats(service)["launches"] >= launches + 2  # max_jobs=25: restarted at least twice in 60 prints
+            memory.append(service.stats()["memory_mb"])
+    assert service.stats()["launches"] >= launches + 2  # max_jobs=25: restarted at least twice in 60 prints
     assert max(memory) < 1024

@@ -10,7 +10,7 @@ from pathlib import Path
 from shared.errors import ConfigError
 from shared.logs import configure_logging
 from worker.process import build_worker, check_fast_font_subsetter, warm_up
-from worker.runtime import get_runtime
+from worker.runtime import WorkerRuntime, get_runtime
 
 log = logging.getLogger("worker")
 
@@ -33,6 +33,19 @@ def yield_cpu(niceness: int) -> None:
             log.warning("could not lower the session's CPU priority", extra={"niceness": niceness})
 
 
+def start_browser(runtime: WorkerRuntime) -> None:
+    """The Chromium engine's warm browser; without one this worker renders WeasyPrint jobs only."""
+    if runtime.chromium is None:
+        log.info("chromium engine off: no browser found (install chromium or set CHROMIUM_PATH)")
+        return
+    try:
+        runtime.chromium.browser.start()
+    except ConfigError as exc:
+        log.warning("chromium engine off: the browser did not start", extra={"reason": str(exc)})
+        return
+    log.info("chromium engine ready", extra={"chromium": runtime.chromium.browser.version})
+
+
 def main() -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
@@ -45,9 +58,14 @@ def main() -> int:
     # Objects built during warm-up are never collected again: horses then do not touch (and copy) their pages.
     gc.freeze()
     yield_cpu(RENDER_NICENESS)
+    start_browser(runtime)  # after yield_cpu: the browser renders at the workers' lower priority too
     worker = build_worker(runtime.connection, runtime.settings)
     log.info("worker ready", extra={"worker": worker.name, "queues": [q.name for q in worker.queues]})
-    worker.work(with_scheduler=True, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        worker.work(with_scheduler=True, logging_level=os.environ.get("LOG_LEVEL", "INFO"))
+    finally:
+        if runtime.chromium is not None:
+            runtime.chromium.browser.stop()
     return 0
 
 

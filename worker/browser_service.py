@@ -366,6 +366,8 @@ class BrowserService:
         self.address = str(self._folder / "service.sock")
         self.authkey = secrets.token_bytes(32)
         self.process: subprocess.Popen[bytes] | None = None
+        self.version: str | None = None
+        """Chromium's version, known once the service has started (None: not started, or it would not start)."""
 
     def start(self) -> None:
         Path(self.address).unlink(missing_ok=True)  # left behind by a service that was killed
@@ -381,6 +383,17 @@ class BrowserService:
                 self.stop()
                 raise ConfigError("the browser service did not start (is chromium working?)")
             time.sleep(0.05)
+        self.version = self._ask("version")
+
+    def _ask(self, kind: str) -> Any:
+        with self.client() as connection:
+            connection.send((kind, None))
+            return connection.recv()
+
+    def stats(self) -> dict[str, float]:
+        """The browser's memory (PSS, MiB), how often it was launched, and prints since the last launch."""
+        answer: dict[str, float] = self._ask("stats")
+        return answer
 
     def ready(self) -> bool:
         try:

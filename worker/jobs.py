@@ -15,9 +15,11 @@ from rq import get_current_job
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
+from weasyprint import __version__ as WEASYPRINT_VERSION
 
 from shared import job_secrets, metrics
-from shared.errors import JobFailure, SecretsExpired, StorageError
+from shared.engines import Engine, WaitFor
+from shared.errors import EngineUnavailable, JobFailure, SecretsExpired, StorageError
 from shared.job_end import record_end
 from shared.job_state import JobState
 from shared.options import RenderOptions
@@ -26,15 +28,16 @@ from worker import reuse
 from worker.einvoice_pdf import embed_einvoice
 from worker.merge import PartSource
 from worker.progress import reporter, save_state
-from worker.render import NO_OPTIONS
-from worker.runtime import get_runtime
+from worker.render import NO_OPTIONS, RenderedPdf
+from worker.runtime import WorkerRuntime, get_runtime
 
 log = logging.getLogger(__name__)
 
 
 def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css: str | None,
-               options: dict[str, Any] | None = None, cache: bool = True, parts: list[dict[str, Any]] | None = None
-               ) -> dict[str, Any] | None:
+               options: dict[str, Any] | None = None, cache: bool = True, parts: list[dict[str, Any]] | None = None,
+               engine: str = Engine.WEASYPRINT.value, javascript: bool = False,
+               wait_for: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Render (or reuse the tenant's identical render), store, and record the result; any failure raises so RQ
     records and retries it."""
     job = get_current_job()
@@ -56,12 +59,18 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     inputs_sha256 = runtime.environment.inputs_sha256(job.kwargs)
     # Jobs with options are always rendered: their results carry more than the bytes (conformance), and
     # encryption passwords are kept apart from the job's arguments, so equal arguments need not mean equal PDFs.
-    # A merged document's result carries its parts' places, which a reused PDF does not bring along.
-    reusable = cache and not options and parts is None
+    # A merged document's result carries its parts' places, which a reused PDF does not bring along; Chromium
+    # jobs are not reused either: the browser's version is not part of the worker's render environment.
+    reusable = cache and not options and parts is None and engine == Engine.WEASYPRINT.value
     reused = reuse.find_reusable(runtime.connection, runtime.storage, tenant=state.tenant,
                                  inputs_sha256=inputs_sha256) if reusable else None
+    engine_version = WEASYPRINT_VERSION
     if reused:
         rendered = reused.pdf
+    elif engine == Engine.CHROMIUM.value:
+        rendered, engine_version = _print_with_chromium(runtime, template=template, html=html, data=data, css=css,
+                                                        options=render_options, javascript=javascript,
+                                                        wait_for=wait_for, timeout_s=state.timeout_s, progress=report)
     elif parts is not None:
         rendered = runtime.renderer.render_parts([PartSource(**part) for part in parts], options=render_options,
                                                  progress=report)
@@ -87,6 +96,7 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
         "pages": rendered.pages,
         "sha256": rendered.sha256,
         "expires_at": iso(finished + timedelta(seconds=runtime.settings.result_ttl_s)),
+        "engine": {"name": engine, "version": engine_version},
     }
     if rendered.conformance is not None:
         state.result.update(pdf_variant=rendered.conformance.variant.value, conformance=rendered.conformance.to_dict())
@@ -118,6 +128,15 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     return state.result
 
 
+def _print_with_chromium(runtime: WorkerRuntime, *, wait_for: dict[str, Any] | None,
+                         **render: Any) -> tuple[RenderedPdf, str]:
+    """The job printed by this worker's warm browser, and the browser's version."""
+    if runtime.chromium is None or runtime.chromium.browser.version is None:
+        raise EngineUnavailable("this worker has no working Chromium (install chromium or set CHROMIUM_PATH)")
+    rendered = runtime.chromium.render(wait_for=WaitFor(**wait_for) if wait_for else None, **render)
+    return rendered, runtime.chromium.browser.version
+
+
 def _options(job: Job, options: dict[str, Any] | None) -> RenderOptions:
     """The job's options, with its encryption passwords fetched from where they wait apart from the job."""
     if not options:
@@ -146,7 +165,7 @@ def classify(exc_type: type[BaseException], exc: BaseException | None) -> tuple[
     return "render_error", False
 
 
-INFRASTRUCTURE_FAULTS = frozenset({"worker_lost", "worker_shutdown"})
+INFRASTRUCTURE_FAULTS = frozenset({"worker_lost", "worker_shutdown", "browser_crashed"})
 """Faults of the machine, not the job: the retry runs at once instead of after a backoff delay."""
 
 

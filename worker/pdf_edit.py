@@ -12,6 +12,8 @@ PDF_DATE = "D:19700101000000Z"
 """The date written for attachments, as a PDF date string: the fixed date of pdf_output.EMBEDDED_FILE_DATE, so
 renders stay reproducible."""
 
+WALL_CLOCK_KEYS = ("/CreationDate", "/ModDate")
+
 
 def keep_pages(pdf: pikepdf.Pdf, options: RenderOptions) -> None:
     """`page_ranges` over the printed document: the pages kept, in the order the ranges name them."""
@@ -58,6 +60,9 @@ def attach(pdf: pikepdf.Pdf, spec: AttachmentSpec) -> None:
 def apply(content: bytes, options: RenderOptions) -> tuple[bytes, int]:
     """The PDF with page selection, document metadata and attachments applied; and its page count."""
     with pikepdf.open(io.BytesIO(content)) as pdf:
+        for stamp in WALL_CLOCK_KEYS:  # the print's wall-clock time would make every render's bytes differ
+            if stamp in pdf.docinfo:
+                del pdf.docinfo[stamp]
         keep_pages(pdf, options)
         if options.document is not None:
             set_document_info(pdf, options.document)

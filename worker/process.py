@@ -97,6 +97,16 @@ class PdfWorker(Worker):
                         extra={"worker": self.name, "job_id": self.get_current_job_id()})
             os.kill(self.horse_pid, signal.SIGKILL)
 
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Before forking the job's horse: a Chromium service that died (or that a horse gave up) starts again."""
+        chromium = get_runtime().chromium
+        if chromium is not None and chromium.browser.version is not None:
+            try:
+                chromium.browser.ensure_running()
+            except ConfigError as exc:  # the horse then meets a dead service: a transient fault, retried
+                log.warning("browser service did not restart", extra={"reason": str(exc)})
+        super().execute_job(job, queue)
+
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         cap_memory(self.horse_memory_mb)
         super().main_work_horse(job, queue)

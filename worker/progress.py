@@ -9,9 +9,9 @@ from rq.job import Job
 from shared.events import announce
 from shared.job_state import JobState
 
-REPORTED_STEPS = frozenset({"templating", "layout"})
+REPORTED_STEPS = frozenset({"templating", "layout", "loading", "printing"})
 """Progress steps written to Redis: the attempt's start (its count and start time) and the layout, where a
-render spends most of its time. Writing the PDF and storing it are not: every write costs Redis commands
+render spends most of its time (for the Chromium engine: the page loading, and the print). Writing the PDF and storing it are not: every write costs Redis commands
 and wakes every stream watching the job, and the job's end follows them closely."""
 
 
