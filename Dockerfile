@@ -7,10 +7,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PORT=8000
 
-# WeasyPrint's libraries; libharfbuzz-subset0 keeps the fast font subsetter (2.2x faster).
+# WeasyPrint's libraries; libharfbuzz-subset0 keeps the fast font subsetter (2.2x faster). Debian's chromium
+# (security updates from the distribution) for `engine: chromium`; playwright drives it, never downloads one.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         libpango-1.0-0=1.50.* libpangoft2-1.0-0=1.50.* libharfbuzz-subset0=6.0.* fonts-dejavu-core=2.37-* \
+        chromium=1* \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -4,11 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUIREMENTS="${1:-requirements.txt}"
-SYSTEM_PACKAGES=(redis-server libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
+# chromium: the browser of `engine: chromium` (workers without it render WeasyPrint jobs only).
+SYSTEM_PACKAGES=(redis-server libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+                 chromium)
 # Tests also validate docker-compose.yml with docker-compose's own parser (no engine needed), check PDFs with
 # qpdf, drive the pages a person sees in Debian's Chromium, verify the systemd units (systemd-analyze), test
 # the alert rules (promtool, in Debian's prometheus package) and run checkov without network (unshare).
-[ "$REQUIREMENTS" = "requirements-dev.txt" ] && SYSTEM_PACKAGES+=(docker-compose qpdf chromium systemd prometheus util-linux)
+[ "$REQUIREMENTS" = "requirements-dev.txt" ] && SYSTEM_PACKAGES+=(docker-compose qpdf systemd prometheus util-linux)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

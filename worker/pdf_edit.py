@@ -69,7 +69,8 @@ def apply(content: bytes, options: RenderOptions) -> tuple[bytes, int]:
         for spec in options.attachments:
             attach(pdf, spec)
         out = io.BytesIO()
-        # Deterministic output: no fresh /ID, so the same inputs give the same bytes.
-        pdf.save(out, deterministic_id=True)
+        # Deterministic output: /ID from the content, every stream compressed anew by qpdf (Chromium's own
+        # compressed streams differ between prints of the same page), so the same inputs give the same bytes.
+        pdf.save(out, deterministic_id=True, recompress_flate=True)
         return out.getvalue(), len(pdf.pages)
 
