@@ -52,7 +52,7 @@ def test_prints_html_with_template_assets(service: BrowserService) -> None:
     width, height = float(reader.pages[0].mediabox.width), float(reader.pages[0].mediabox.height)
     assert abs(width - 595.3) < 1.5 and abs(height - 841.9) < 1.5
     assert result.refused == ()
-    assert "assets/base.css" in [url.rsplit("/templates/", 1)[1] for url in result.loaded]
+    assert "assets/base.css" in [url.rsplit("/templates/", 1)[1] for url, _ in result.loaded]
 
 
 def test_javascript_is_off_unless_asked(service: BrowserService) -> None:

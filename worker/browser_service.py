@@ -11,6 +11,7 @@ same RestrictedURLFetcher as a WeasyPrint render: Chromium itself never reaches 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import secrets
@@ -74,8 +75,8 @@ class PrintResult:
     """Time to open the job's browser context and page."""
     refused: tuple[str, ...] = ()
     """Origins of requests the page made that were refused (scheme://host only: paths can carry data)."""
-    loaded: tuple[str, ...] = ()
-    """URLs the fetcher served to the page (files under templates/ as file: URLs, allow-listed https)."""
+    loaded: tuple[tuple[str, str], ...] = ()
+    """(URL, sha256 of the bytes) the fetcher served the page: files under templates/ as file: URLs, https."""
 
 
 class JobPage:
@@ -85,7 +86,7 @@ class JobPage:
         self.context = context
         self.page: Any = None
         self.refused: list[str] = []
-        self.loaded: list[str] = []
+        self.loaded: list[tuple[str, str]] = []
         self.crashed = False
         self.html: str | None = None
         """The job's document, served once at DOCUMENT_URL; until a job takes the page it serves a blank one."""
@@ -222,6 +223,10 @@ class BrowserHost:
                 page.wait_for_selector(request.wait_for_selector, state="attached")
             if request.wait_for_ms:
                 page.wait_for_timeout(request.wait_for_ms)
+            # Web fonts may still be arriving at the load event; printing then would set text in a fallback
+            # font, and the same inputs would not give the same bytes. (Runs in playwright's own world, so it
+            # works with the page's JavaScript off.)
+            page.evaluate("document.fonts.ready.then(() => true)")
             on_loaded()
             pdf = page.pdf(print_background=True, **request.pdf)
             return PrintResult(pdf, open_ms=open_ms, refused=tuple(job_page.refused), loaded=tuple(job_page.loaded))
@@ -288,8 +293,9 @@ class BrowserHost:
             job_page.navigation_refused |= route.request.is_navigation_request()
             _refuse(route)
             return
-        route.fulfill(status=200, body=response.read(), content_type=response.headers.get("Content-Type") or None)
-        job_page.loaded.append(fetch_url)
+        body = response.read()
+        route.fulfill(status=200, body=body, content_type=response.headers.get("Content-Type") or None)
+        job_page.loaded.append((fetch_url, hashlib.sha256(body).hexdigest()))
 
     def _fetcher_url(self, url: str) -> str | None:
         """The URL the fetcher decides on: document-origin paths become files under templates/."""

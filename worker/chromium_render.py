@@ -57,4 +57,5 @@ class ChromiumRenderer:
         content, pages = pdf_edit.apply(result.pdf, options)
         if options.encryption is not None:
             content = encrypt(content, options.encryption)
-        return RenderedPdf(content=content, pages=pages, sha256=hashlib.sha256(content).hexdigest(), conformance=None)
+        return RenderedPdf(content=content, pages=pages, sha256=hashlib.sha256(content).hexdigest(), conformance=None,
+                           assets=list(result.loaded), remote_assets=any(url.startswith("https:") for url, _ in result.loaded))
