@@ -24,6 +24,7 @@ from rq.job import Job
 from bench.ceiling import RenderRun, invoice_data, render_run
 from bench.load import wrk_post
 from bench.redis_commands import commands_per_job
+from bench import engines
 from bench.workloads import chromium_run, naive_run, varied_invoice
 from shared import keys
 from shared.config import PROJECT_ROOT
@@ -329,7 +330,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [name for name in ("e2e_docs_per_s", "workloads", "latency") if name in results]
+    panels = [name for name in ("e2e_docs_per_s", "workloads", "engines", "latency") if name in results]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), squeeze=False)
     for axis, panel in zip(axes[0], panels):
         if panel == "e2e_docs_per_s":
@@ -350,6 +351,21 @@ def chart(results: dict[str, Any], path: Path) -> None:
             axis.set_title(f"Different data per document; client polls the list every {POLL_INTERVAL_S} s\n"
                            f"named {work['named_vs_naive']:.2f} × naive, inline {work['inline_vs_raw']:.2f} × raw",
                            fontsize=10)
+        elif panel == "engines":
+            rows = results["engines"]["side_by_side"]
+            names = [name.removesuffix(".html") for name in rows]
+            x = range(len(names))
+            for shift, (label, pick, color) in zip((-0.27, 0, 0.27), (
+                    ("service, weasyprint", lambda r: r["weasyprint"]["docs_per_s"], "#1b3a5c"),
+                    ("service, chromium", lambda r: r["chromium"]["docs_per_s"], "#5fb3a8"),
+                    ("playwright loop", lambda r: r["playwright_loop_docs_per_s"], "#b5651d"))):
+                bars = axis.bar([i + shift for i in x], [pick(r) for r in rows.values()], width=0.27, label=label,
+                                color=color)
+                axis.bar_label(bars, fmt="%.1f", fontsize=8)
+            axis.set_xticks(list(x), names)
+            axis.set_ylabel("documents per second")
+            axis.set_title("Two engines, the client polling the job list")
+            axis.legend(fontsize=8)
         else:
             latency = results["latency"]
             labels = ["bare c2", "api c2", "bare c16", "api c16"]
@@ -367,7 +383,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-SECTIONS = ("throughput", "latency", "memory", "workloads", "reuse", "reads", "redis")
+SECTIONS = ("throughput", "latency", "memory", "workloads", "engines", "reuse", "reads", "redis")
 """What `--sections` may name; all of them by default (what `make bench` runs)."""
 
 
@@ -382,10 +398,11 @@ def main() -> int:
         parser.error(f"unknown sections: {sorted(sections - set(SECTIONS))}")
     cores = os.cpu_count() or 1
     counts = ({"rounds": 3, "ceiling": 8, "e2e": 30, "idle": 10, "latency_s": 2, "rss": 200, "workload_rounds": 1,
-               "naive": 8, "chromium": 8, "poll_jobs": 40, "reuse": 10, "reads": 10, "redis": 30} if args.quick
+               "naive": 8, "chromium": 8, "poll_jobs": 40, "reuse": 10, "reads": 10, "redis": 30,
+               "engine_jobs": 12, "browser_prints": 60} if args.quick
               else {"rounds": 5, "ceiling": 20, "e2e": 100, "idle": 30, "latency_s": 6, "rss": 1000,
                     "workload_rounds": 3, "naive": 20, "chromium": 20, "poll_jobs": 200, "reuse": 30, "reads": 20,
-                    "redis": 100})
+                    "redis": 100, "engine_jobs": 80, "browser_prints": 500})
     results: dict[str, Any] = {"cores": cores, "mode": "quick" if args.quick else "full",
                                "sections": [s for s in SECTIONS if s in sections],
                                "measured_at": datetime.now().isoformat(timespec="seconds")}
@@ -400,6 +417,8 @@ def main() -> int:
                 throughput(bench, cores, counts, results)
             if "workloads" in sections:
                 results["workloads"] = workloads(bench, cores, counts)
+            if "engines" in sections:
+                results["engines"] = {"side_by_side": engines.side_by_side(bench, cores, counts["engine_jobs"])}
             if "reuse" in sections:
                 print("reused jobs ...", flush=True)
                 results["reuse"] = bench.reused(counts["reuse"])
@@ -417,6 +436,9 @@ def main() -> int:
                 results["memory"] = bench.memory(counts["rss"])
         finally:
             bench.close()
+    if "engines" in sections:
+        print(f"the browser service alone over {counts['browser_prints']} prints ...", flush=True)
+        results["engines"]["browser_service"] = engines.browser_service(counts["browser_prints"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     targets = [RESULTS]
     if results["mode"] == "full" and sections == set(SECTIONS):
@@ -495,6 +517,18 @@ def report(results: dict[str, Any]) -> None:
         redis_figures = results["redis_commands"]
         rows.append(("Redis commands per job", f"{redis_figures['per_job']} in the run",
                      f"{redis_figures['per_job_net']} without the idle background ({redis_figures['idle_per_s']}/s)"))
+    if "engines" in results:
+        for name, row in results["engines"]["side_by_side"].items():
+            rows.append((f"{name}: weasyprint / chromium", f"{row['weasyprint']['docs_per_s']} / "
+                         f"{row['chromium']['docs_per_s']} docs/s",
+                         f"playwright loop {row['playwright_loop_docs_per_s']}: chromium ratio {row['chromium_vs_loop']}"
+                         f" (target ≥ 0.85); bytes {row['weasyprint']['bytes_per_doc']} / "
+                         f"{row['chromium']['bytes_per_doc']}; peak PSS {row['weasyprint']['peak_pss_mb']} / "
+                         f"{row['chromium']['peak_pss_mb']} MiB"))
+        service = results["engines"]["browser_service"]
+        rows.append((f"browser service, {service['prints']} prints", f"open {service['open_ms_median']} ms median",
+                     f"p95 {service['open_ms_p95']} ms (target ≤ 30); memory every 50 prints "
+                     f"{service['memory_mb_every_50']} MiB"))
     if "latency" in results:
         lat = results["latency"]
         for c in (2, 16):
