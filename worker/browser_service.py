@@ -138,12 +138,7 @@ class BrowserHost:
         return self._ensure_browser().version
 
     def _ensure_browser(self) -> Any:
-        fresh = self._browser is not None and self._browser.is_connected()
-        if fresh and self.due_for_restart():
-            log.info("browser restarted", extra={"prints": self.prints_since_launch, "memory_mb": round(self.memory_mb())})
-            self._close_browser()
-            fresh = False
-        if not fresh:
+        if self._browser is None or not self._browser.is_connected():
             self._close_browser()
             self._browser = self._playwright.chromium.launch(executable_path=self.executable, headless=True,
                                                              args=list(CHROMIUM_FLAGS), handle_sigint=False,
@@ -172,10 +167,15 @@ class BrowserHost:
                 continue
         return total
 
-    def prepare_spare(self) -> None:
-        """Open the next job's context and page while no job waits, so a job does not pay for it."""
+    def between_prints(self) -> None:
+        """After a print's answer is sent, while no job waits: replace a browser that has served its prints or
+        outgrown its memory cap, and open the next job's context and page, so that a job pays for neither."""
         from playwright.sync_api import Error as PlaywrightError
 
+        if self._browser is not None and self.due_for_restart():
+            log.info("browser restarted", extra={"prints": self.prints_since_launch,
+                                                 "memory_mb": round(self.memory_mb())})
+            self._close_browser()
         if self._spare is None:
             try:
                 self._spare = self._open(javascript=False)
@@ -202,7 +202,7 @@ class BrowserHost:
         if not request.javascript:  # the spare has JavaScript off; a job that wants it gets its own
             job_page, self._spare = self._spare, None
         try:
-            if job_page is not None and (self.due_for_restart() or not job_page.usable()):
+            if job_page is not None and not job_page.usable():
                 job_page.discard()
                 job_page = None
             if job_page is None:
@@ -497,7 +497,7 @@ def serve(address: str, authkey: bytes, host: BrowserHost) -> None:
                         connection.send("pong")
                     elif kind == "print":
                         connection.send(host.print(payload, on_loaded=lambda: connection.send(LOADED)))
-                        host.prepare_spare()
+                        host.between_prints()
                     elif kind == "stats":
                         connection.send({"memory_mb": host.memory_mb(), "launches": host.launches,
                                          "prints_since_launch": host.prints_since_launch})
@@ -526,7 +526,7 @@ def main() -> int:
                        memory_limit_mb=args.memory_limit_mb)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        host.prepare_spare()  # launch now: the first job should not pay for it
+        host.between_prints()  # launch now: the first job should not pay for it
         serve(args.address, authkey, host)
     finally:
         host.close()
