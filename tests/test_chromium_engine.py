@@ -128,7 +128,7 @@ def test_javascript_is_off_unless_the_job_asks(workers: list[WorkerProcess], job
     ({"engine": "chromium", "wait_for": {"ms": 20000}}, "wait_for.ms"),
     ({"engine": "chromium", "wait_for": {}}, "wait_for"),
     ({"engine": "gecko"}, "engine"),
-    ({"engine": "chromium", "options": {"einvoice": {"profile": "en16931"}}, "template": "invoice.html"},
+    ({"engine": "chromium", "options": {"einvoice": {"profile": "en16931"}}, "template": "invoice.html", "html": None},
      "options.einvoice"),
 ])
 def test_what_an_engine_cannot_honour_is_refused(no_workers: None, client: FlaskClient, auth: AuthActions,
