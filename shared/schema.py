@@ -53,6 +53,9 @@ JOB_SOURCE_SCHEMA = {"oneOf": [
                                            "html": {"type": "null"}}},
 ]}
 """A job's `_one_source` in JSON Schema: exactly one of `template`, `html` and `parts`."""
+CHROMIUM_ONLY = {"properties": {"engine": {"const": "chromium"}}, "required": ["engine"]}
+JOB_REQUEST_SCHEMA = {**JOB_SOURCE_SCHEMA, "dependentSchemas": {"javascript": CHROMIUM_ONLY, "wait_for": CHROMIUM_ONLY}}
+"""`_engine_fits` in part: `javascript` and `wait_for` come only with `engine: chromium`."""
 CRON_PATTERN = r"^\s*\S+(\s+\S+){4}\s*$"
 """Documents `_valid_cron`'s first rule (five whitespace-separated fields); croniter then checks each value."""
 
@@ -101,7 +104,7 @@ class PartRequest(RenderSource):
 class JobRequest(RenderSource):
     """What a client asks to render (`POST /v1/jobs`)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=JOB_SOURCE_SCHEMA)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=JOB_REQUEST_SCHEMA)
 
     priority: Priority = Priority.NORMAL
     filename: str | None = Field(None, max_length=255)

@@ -128,7 +128,8 @@ def test_javascript_is_off_unless_the_job_asks(workers: list[WorkerProcess], job
     ({"engine": "chromium", "wait_for": {"ms": 20000}}, "wait_for.ms"),
     ({"engine": "chromium", "wait_for": {}}, "wait_for"),
     ({"engine": "gecko"}, "engine"),
-    ({"engine": "chromium", "options": {"einvoice": {"profile": "en16931"}}, "template": "invoice.html", "html": None},
+    ({"engine": "chromium", "options": {"einvoice": {"profile": "en16931"}}, "template": "invoice.html", "html": None,
+      "data": INVOICE},
      "options.einvoice"),
 ])
 def test_what_an_engine_cannot_honour_is_refused(no_workers: None, client: FlaskClient, auth: AuthActions,
@@ -160,23 +161,22 @@ def test_killed_browser_ends_in_a_retried_job(private_db: dict[str, str], jobs: 
     slow = "<p>slow</p><script>const end = Date.now() + 4000; while (Date.now() < end) {}</script>"
     job = jobs.submit({"html": slow, "engine": "chromium", "javascript": True, "max_retries": 2})
 
-    def chromium_pids() -> list[int]:
+    def processes(marker: bytes) -> list[int]:
         found, stack = [], [worker.pid]
         while stack:
             pid = stack.pop()
-            try:
-                children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
-                            for c in (t / "children").read_text().split()]
+            try:  # every thread's children: playwright's driver starts the browser from one of its threads
+                children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
             except FileNotFoundError:
                 continue
             stack.extend(children)
-            found.extend(c for c in children if b"--type=renderer" in _cmdline(c))
+            found.extend(c for c in children if marker in _cmdline(c))
         return found
 
     wait_until(lambda: jobs.get(job["id"])["progress"]["step"] == "loading", timeout=60, interval=0.05)
-    before = set(chromium_pids())  # the spare page's; the job (JavaScript on) gets a context of its own
-    wait_until(lambda: set(chromium_pids()) - before, timeout=10)
-    for pid in chromium_pids():  # every page's renderer: the job's among them
+    before = set(processes(b"--type=renderer"))  # the spare page's; the job (JavaScript on) gets a context of its own
+    wait_until(lambda: set(processes(b"--type=renderer")) - before, timeout=10)
+    for pid in processes(b"/usr/lib/chromium/"):  # the whole browser, with the job's page
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
