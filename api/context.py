@@ -8,6 +8,7 @@ from redis import Redis
 
 from api.job_feed import JobChangeFeed
 from shared.config import Settings
+from shared.fair_share import FairShare
 from shared.storage import PdfStorage
 from shared.template_catalog import TemplateInfo
 
@@ -21,6 +22,7 @@ class ApiContext:
     storage: PdfStorage
     templates: dict[str, TemplateInfo]
     job_feed: JobChangeFeed
+    fair: FairShare
 
 
 def ctx() -> ApiContext:

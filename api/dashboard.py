@@ -5,7 +5,7 @@ import hmac
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request, send_from_directory
+from flask import Flask, Response, current_app, request, send_from_directory
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -58,7 +58,8 @@ def _requeue(job_id: str, connection: Redis) -> None:
     """Our render jobs get the reset of POST /v1/jobs/{id}/retry; other jobs RQ's plain requeue."""
     job = _rerunnable(job_id, connection)
     if is_render_job(job):
-        rerun_once(connection, job_id, admit=lambda: _rerunnable(job_id, connection))
+        rerun_once(connection, current_app.extensions[EXTENSION].settings, job_id,
+                   admit=lambda: _rerunnable(job_id, connection))
     else:
         job.requeue()
 

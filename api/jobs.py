@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Any
 
 from flask import Blueprint, Response, g, request, url_for
@@ -10,6 +9,7 @@ from pydantic import ValidationError
 from rq.job import Job, JobStatus as RQStatus
 from werkzeug.exceptions import MethodNotAllowed
 
+from api import rate_limit
 from api.admission import check_capacity, claim_idempotency, idempotency_key, json_body, release_idempotency
 from api.auth import require_tenant, require_tenant_or_token
 from api.context import ctx
@@ -23,7 +23,7 @@ from shared.job_rows import JobRow, read_rows, row_resource
 from shared.job_state import JobState
 from shared.links import job_links
 from shared.netguard import BlockedTarget, check_public_url, check_url_shape
-from shared.queue_position import QueueSnapshot
+from shared.queue_position import QueueSnapshot, add_places, places
 from shared.records import RERUNNABLE_STATUSES, JobStatus, status_of, to_resource
 from shared.requeue import rerun_once
 from shared.schema import BatchRequest, JobRequest, ascii_int
@@ -47,14 +47,15 @@ def validation_context() -> dict[str, Any]:
     return {"templates": ctx().templates, "check_webhook_url": check_webhook}
 
 
-def resource(job: Job, snapshot: QueueSnapshot | None = None, from_end: int | None = None) -> dict[str, Any]:
-    """The job resource; `from_end` = jobs enqueued behind it since the snapshot (0 for the newest)."""
-    state = JobState.from_job(job)
+def resource(job: Job, snapshot: QueueSnapshot | None = None, ahead: int | None = None) -> dict[str, Any]:
+    """The job resource; `snapshot` and `ahead` (its place, read with the enqueue) spare a round trip."""
     queue_info = None
     if job.get_status(refresh=False) == RQStatus.QUEUED:
-        snapshot = snapshot or QueueSnapshot.take(ctx().connection)
-        queue_info = snapshot.position(ctx().connection, state.priority, job.id, from_end)
-    return to_resource(job, links=job_links(ctx().settings, state.tenant, job.id), queue_info=queue_info)
+        if snapshot is None or ahead is None:
+            snapshot, (ahead,) = places(ctx().connection, ctx().fair, [job])
+        queue_info = snapshot.position(ahead)
+    return to_resource(job, links=job_links(ctx().settings, JobState.from_job(job).tenant, job.id),
+                       queue_info=queue_info)
 
 
 def log_fields(job: Job) -> dict[str, Any]:
@@ -78,17 +79,20 @@ def create_job() -> Any:
         return accepted(find_job(earlier, g.tenant))
     try:
         check_capacity(g.tenant)
-        with ctx().connection.pipeline() as pipe:  # the job and a queue snapshot for its position: one round trip
+        rate_limit.consume(g.tenant)
+        with ctx().connection.pipeline() as pipe:  # the job, its place and a queue snapshot: one round trip
             job = enqueue_render(job_request, tenant=g.tenant, connection=ctx().connection, settings=ctx().settings,
                                  job_id=job_id, pipeline=pipe)
+            add_places(pipe, ctx().connection, ctx().fair, [job])
             QueueSnapshot.add_reads(pipe)
-            snapshot = QueueSnapshot.from_replies(pipe.execute())
+            replies = pipe.execute()
+            snapshot, ahead = QueueSnapshot.from_replies(replies), int(replies[-QueueSnapshot.READS - 1])
     except BaseException:
         if key is not None:
             release_idempotency(g.tenant, key, job_id)
         raise
     log.info("job accepted", extra=log_fields(job))
-    return resource(job, snapshot, from_end=0), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
+    return resource(job, snapshot, ahead), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
 @bp.post("/batch")
@@ -100,21 +104,22 @@ def create_batch() -> Any:
     except ValidationError as exc:
         raise validation_problem(exc) from None
     check_capacity(g.tenant, len(batch.jobs))
+    rate_limit.consume(g.tenant, len(batch.jobs))
     connection = ctx().connection
-    with connection.pipeline() as pipe:
+    with connection.pipeline() as pipe:  # all jobs, their places and a snapshot: one transaction
         jobs = [enqueue_render(item, tenant=g.tenant, connection=connection, settings=ctx().settings, pipeline=pipe)
                 for item in batch.jobs]
         batch_id = record_batch(pipe, tenant=g.tenant, job_ids=[job.id for job in jobs],
                                 ttl_s=ctx().settings.result_ttl_s + TENANT_INDEX_GRACE_S)
+        add_places(pipe, connection, ctx().fair, jobs)
         QueueSnapshot.add_reads(pipe)
-        snapshot = QueueSnapshot.from_replies(pipe.execute())
-    priorities = [item.priority.value for item in batch.jobs]
-    behind = Counter(priorities)
+        replies = pipe.execute()
+    snapshot = QueueSnapshot.from_replies(replies)
+    ahead = replies[-QueueSnapshot.READS - len(jobs):-QueueSnapshot.READS]
     created = []
-    for job, priority in zip(jobs, priorities):  # each job's place from the end of its queue, without a scan
+    for job, place in zip(jobs, ahead):
         log.info("job accepted", extra=log_fields(job))
-        behind[priority] -= 1
-        created.append(resource(job, snapshot, from_end=behind[priority]))
+        created.append(resource(job, snapshot, int(place)))
     return {"batch_id": batch_id, "jobs": created, "links": batch_links(batch_id)}, 202
 
 
@@ -167,11 +172,14 @@ def list_jobs() -> Any:
 
 
 def page_resources(rows: list[JobRow], tenant: str) -> list[dict[str, Any]]:
-    """Resources of the tenant's jobs: the queued ones' places come from one snapshot and one round trip for all."""
-    queued = [(JobState.from_meta(row.meta).priority, row.id) for row in rows if row.status == RQStatus.QUEUED]
-    places = QueueSnapshot.take(ctx().connection).positions(ctx().connection, queued) if queued else {}
+    """Resources of the tenant's jobs: the queued ones' fair-order places and one snapshot in one round trip."""
+    queued = [row for row in rows if row.status == RQStatus.QUEUED]
+    placed: dict[str, dict[str, Any]] = {}
+    if queued:
+        snapshot, ahead = places(ctx().connection, ctx().fair, queued)
+        placed = {row.id: snapshot.position(place) for row, place in zip(queued, ahead)}
     settings = ctx().settings
-    return [row_resource(row, links=job_links(settings, tenant, row.id), queue_info=places.get(row.id))
+    return [row_resource(row, links=job_links(settings, tenant, row.id), queue_info=placed.get(row.id))
             for row in rows]
 
 
@@ -179,8 +187,8 @@ def page_resources(rows: list[JobRow], tenant: str) -> list[dict[str, Any]]:
 @require_tenant
 def cancel_job(job_id: str) -> Any:
     try:
-        job = cancel(ctx().connection, find_job(job_id, g.tenant), retention_s=ctx().settings.result_ttl_s,
-                     reload=lambda: find_job(job_id, g.tenant))
+        job = cancel(ctx().connection, ctx().fair, find_job(job_id, g.tenant),
+                     retention_s=ctx().settings.result_ttl_s, reload=lambda: find_job(job_id, g.tenant))
     except AlreadyFinished as exc:
         raise ApiError(409, "already_finished", str(exc)) from None
     log.info("job canceled", extra=log_fields(job))
@@ -190,7 +198,7 @@ def cancel_job(job_id: str) -> Any:
 @bp.post("/<job_id>/retry")
 @require_tenant
 def retry_job(job_id: str) -> Any:
-    job = rerun_once(ctx().connection, job_id, admit=lambda: _retryable(job_id))
+    job = rerun_once(ctx().connection, ctx().settings, job_id, admit=lambda: _retryable(job_id))
     log.info("job retried", extra=log_fields(job))
     return accepted(job)
 

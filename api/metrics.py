@@ -1,20 +1,23 @@
 """GET /metrics (Prometheus) and GET /v1/queue/stats, both from the fleet-wide figures in Redis."""
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, g
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from redis import Redis
 from redis.exceptions import RedisError
+from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from api.auth import require_tenant
 from api.context import ctx
+from shared.fair_share import FairShare
+from shared.job_state import JobState
 from shared.metrics import RENDER_BUCKETS_S, FleetStats, WebhookOutcome, percentile
-from shared.queue_age import oldest_ages
 from shared.queues import QUEUE_ORDER, all_queues
 from shared.workers import live_count, live_workers
 
@@ -26,15 +29,15 @@ REDIS_UP_HELP = "1 if this API process reached Redis for this scrape"
 class FleetCollector:
     """Reads Redis at scrape time, so any API process reports the whole fleet."""
 
-    def __init__(self, connection: Redis) -> None:
+    def __init__(self, connection: Redis, fair: FairShare) -> None:
         self.connection = connection
+        self.fair = fair
 
     def collect(self) -> Iterator[Metric]:
         """Everything is read before anything is yielded, so a Redis outage gives `pdf_redis_up 0` alone."""
         try:
             stats = FleetStats.read(self.connection)
-            depths = {queue.name: queue.count for queue in all_queues(self.connection)}
-            ages = oldest_ages(self.connection)
+            waiting = self.fair.waiting(self.connection)
             workers = live_count(self.connection)
         except RedisError:
             yield GaugeMetricFamily("pdf_redis_up", REDIS_UP_HELP, value=0)
@@ -52,13 +55,17 @@ class FleetCollector:
         for code, count in sorted(stats.failed_by_code.items()):
             by_code.add_metric([code], count)
         yield by_code
-        depth = GaugeMetricFamily("pdf_queue_depth", "Jobs waiting in each priority queue", labels=["queue"])
+        depth = GaugeMetricFamily("pdf_queue_depth", "Jobs waiting in each priority queue (fair-share held "
+                                  "jobs included)", labels=["queue"])
+        tenants = GaugeMetricFamily("pdf_queue_tenants_waiting", "Tenants with jobs waiting in each priority queue",
+                                    labels=["queue"])
         age = GaugeMetricFamily("pdf_queue_oldest_age_seconds", "Seconds the oldest waiting job of each queue "
-                                "has waited (0 when empty)", labels=["queue"])
-        for name, count in depths.items():
-            depth.add_metric([name], count)
-            age.add_metric([name], round(ages[name], 3))
-        yield from (depth, age)
+                                "has waited, held jobs included (0 when empty)", labels=["queue"])
+        for name, counts in waiting.items():
+            depth.add_metric([name], counts.total)
+            tenants.add_metric([name], counts.tenants)
+            age.add_metric([name], round(counts.oldest_age_s, 3))
+        yield from (depth, tenants, age)
         yield GaugeMetricFamily("pdf_workers", "Live worker processes (registration not lapsed)", value=workers)
         cumulative, buckets = 0.0, []
         for bound in RENDER_BUCKETS_S:
@@ -81,7 +88,7 @@ class FleetCollector:
 @bp.get("/metrics")
 def metrics() -> Response:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(ctx().connection))  # type: ignore[arg-type]
+    registry.register(FleetCollector(ctx().connection, ctx().fair))  # type: ignore[arg-type]
     # generate_latest writes text format 0.0.4 (the contract's); CONTENT_TYPE_LATEST now names 1.0.0.
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
@@ -91,10 +98,11 @@ def metrics() -> Response:
 def queue_stats() -> Any:
     connection = ctx().connection
     stats = FleetStats.read(connection)
+    waiting = ctx().fair.waiting(connection)
     queues = {}
     for queue in all_queues(connection):
         queues[queue.name] = {
-            "queued": queue.count,
+            "queued": waiting[queue.name].total,
             "started": StartedJobRegistry(queue=queue).count,
             "failed": FailedJobRegistry(queue=queue).count,
             "scheduled": ScheduledJobRegistry(queue=queue).count,
@@ -110,4 +118,21 @@ def queue_stats() -> Any:
                       "p50": percentile(recent, 0.5), "p95": percentile(recent, 0.95)},
         "throughput_per_min": float(stats.completions_last_minute),
         "peak_rss_mb": round(stats.peak_rss_mb, 1),
+        "tenant": tenant_block(connection, g.tenant),
+    }
+
+
+def tenant_block(connection: Redis, tenant: str) -> dict[str, Any]:
+    """The caller's own share: waiting and running jobs, how long each has run, and the limits that apply."""
+    settings, usage = ctx().settings, ctx().fair.usage(connection, tenant)
+    jobs = Job.fetch_many([job_id for job_id, _ in usage.running], connection=connection)
+    now = time.time()
+    active = [{"id": job_id, "priority": JobState.from_job(job).priority, "running_s": round(max(0.0, now - since), 2)}
+              for (job_id, since), job in zip(usage.running, jobs) if job is not None]
+    return {
+        "queued": usage.waiting,
+        "started": len(active),
+        "running_limit": settings.max_running_jobs_per_tenant or None,
+        "rate_limit_per_minute": settings.rate_limit_per_minute or None,
+        "active": active,
     }

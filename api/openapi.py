@@ -82,10 +82,10 @@ BODY_ERRORS = {400: ("Body is not a JSON object", r.Problem), 413: ("Body too la
                415: ("Not application/json", r.Problem), 422: ("Validation failed", r.Problem)}
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("jobs.create_job", "POST"): Operation("Submit a render job", {
-        202: ("Accepted", r.JobResource), **BODY_ERRORS, 429: ("Tenant limit", r.Problem),
+        202: ("Accepted", r.JobResource), **BODY_ERRORS, 429: ("Tenant limit or rate limit (rate_limited)", r.Problem),
         503: ("Queue full or backend unavailable", r.Problem)}, body=JobRequest),
     ("jobs.create_batch", "POST"): Operation("Submit 1..500 jobs at once", {
-        202: ("Accepted", r.BatchCreated), **BODY_ERRORS, 429: ("Tenant limit", r.Problem)}, body=BatchRequest),
+        202: ("Accepted", r.BatchCreated), **BODY_ERRORS, 429: ("Tenant limit or rate limit (rate_limited)", r.Problem)}, body=BatchRequest),
     ("jobs.list_jobs", "GET"): Operation("The tenant's jobs, newest first", {
         200: ("Jobs", r.JobList), 422: ("Bad parameters", r.Problem)}, query=("status", "limit", "cursor")),
     ("jobs.get_job", "GET"): Operation("A job", {200: ("The job", r.JobResource), **JOB_ERRORS}),

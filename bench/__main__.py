@@ -1,4 +1,6 @@
-"""`python -m bench [--quick]`: ceiling, end-to-end throughput, submit latency, job timeline, worker memory."""
+"""`python -m bench [--quick] [--sections a,b | --fair]`: ceiling, end-to-end throughput, submit latency, job timeline,
+worker memory, workloads, reuse, reads, Redis commands; `--fair` measures fair share between tenants alone
+(bench/fair.py)."""
 from __future__ import annotations
 
 import argparse
@@ -21,16 +23,19 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from bench import fair
 from bench.ceiling import RenderRun, invoice_data, render_run
 from bench.load import wrk_post
 from bench.redis_commands import commands_per_job
 from bench import engines
 from bench.workloads import chromium_run, naive_run, varied_invoice
 from shared import keys
-from shared.config import PROJECT_ROOT
+from shared.config import PROJECT_ROOT, Settings
+from shared.fair_share import FairShare
 from shared.job_state import JobState
 from shared.metrics import percentile
-from shared.queues import all_queues
+from shared.records import epoch_of
+from shared.queues import QUEUE_ORDER, all_queues
 from tests.support import LiveServer, RedisServer, WorkerProcess, children_of, free_port, wait_until
 
 API_KEY = "bench-key"
@@ -39,10 +44,6 @@ LATENCY_ROUNDS = 3
 RESULTS = PROJECT_ROOT / "bench" / "results"
 POLL_INTERVAL_S = 0.5
 """How often the polling client reads the job list while it waits for its jobs."""
-
-
-def parse_time(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def cpu_s(pid: int) -> float:
@@ -63,7 +64,8 @@ class Bench:
         self.redis_server = RedisServer(workdir)
         self.redis_server.start()
         self.env = {**os.environ, "REDIS_URL": self.redis_server.url(0), "STORAGE_URL": f"file://{workdir}/pdfs",
-                    "API_KEYS": f"bench:{API_KEY}", "SECRET_KEY": "bench", "PYTHONPATH": str(PROJECT_ROOT),
+                    "API_KEYS": ",".join([f"bench:{API_KEY}", *(f"{t}:{k}" for t, k in fair.TENANT_KEYS.items())]),
+                    "SECRET_KEY": "bench", "PYTHONPATH": str(PROJECT_ROOT),
                     "MAX_ACTIVE_JOBS_PER_TENANT": "1000000", "MAX_QUEUED_JOBS": "1000000", "LOG_LEVEL": "WARNING"}
         self.connection = Redis.from_url(self.env["REDIS_URL"])
         self.sent: Counter[str] = Counter()
@@ -151,7 +153,7 @@ class Bench:
                 break
             time.sleep(max(0.0, POLL_INTERVAL_S - (time.perf_counter() - asked)))
         observed = time.perf_counter() - started
-        last = max(parse_time(j["finished_at"]) for j in ended)
+        last = max(epoch_of(j["finished_at"]) for j in ended)
         time.sleep(0.5)  # the last work-horses exit and are reaped, so their CPU is counted
         return {"jobs": len(ids), "docs_per_s": round(len(ids) / (last - started_wall), 2),
                 "observed_docs_per_s": round(len(ids) / observed, 2), "polls": polls,
@@ -168,7 +170,7 @@ class Bench:
             ended_before = self.ended_count()
             job = self.wait_done(self.submit([body], threads=1), ended_before)[0]
             assert JobState.from_job(job).result["reused_from"], "the identical job was rendered again"
-            took.append((parse_time(JobState.from_job(job).finished_at) - job.created_at.timestamp()) * 1000)
+            took.append((epoch_of(JobState.from_job(job).finished_at) - job.created_at.timestamp()) * 1000)
         return {"jobs": count, "median_ms": round(statistics.median(took), 1), "p95_ms": round(percentile(took, 0.95), 1)}
 
     def read_cpu(self, rounds: int) -> dict[str, float]:
@@ -218,7 +220,7 @@ class Bench:
             ended_before = self.ended_count()
             job_id = self.submit(1, threads=1)[0]
             job = self.wait_done([job_id], ended_before)[0]
-            waits.append((parse_time(JobState.from_job(job).started_at) - job.created_at.timestamp()) * 1000)
+            waits.append((epoch_of(JobState.from_job(job).started_at) - job.created_at.timestamp()) * 1000)
         return waits
 
     def latency(self, seconds: int) -> dict[str, Any]:
@@ -248,11 +250,15 @@ class Bench:
             bare.wait(timeout=30)
             for queue in all_queues(self.connection):
                 queue.empty()
+            for raw in self.connection.smembers(keys.FAIR_TENANTS):  # and what fair share still holds back
+                self.connection.delete(*(key(p.value, raw.decode()) for p in QUEUE_ORDER
+                                         for key in (keys.fair_held, keys.fair_released)))
             Queue("bench-bare", connection=self.connection).empty()
         return results
 
     def memory(self, count: int) -> dict[str, float]:
-        wait_until(lambda: all(q.count == 0 for q in all_queues(self.connection)), timeout=600, interval=0.5)
+        wait_until(lambda: all(w.total == 0 for w in FairShare(Settings()).waiting(self.connection).values()),
+                   timeout=600, interval=0.5)
         time.sleep(2)
         before = [rss_mb(w.pid) for w in self.workers]
         run, jobs = self.throughput(count)
@@ -286,7 +292,7 @@ def _answers(url: str) -> bool:
 
 def timeline(jobs: list[Job]) -> dict[str, dict[str, float]]:
     states = [JobState.from_job(j) for j in jobs]
-    waits = [(parse_time(s.started_at) - j.created_at.timestamp()) * 1000 for s, j in zip(states, jobs)]
+    waits = [(epoch_of(s.started_at) - j.created_at.timestamp()) * 1000 for s, j in zip(states, jobs)]
     parts = {"enqueue_to_start_ms": waits, "render_ms": [s.render_ms for s in states],
              "store_ms": [s.store_ms for s in states]}
     return {name: {"median": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)}
@@ -392,11 +398,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, for a fast check")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument("--fair", action="store_true", help="only the fair-share run (A floods, B submits a few)")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if not sections <= set(SECTIONS):
         parser.error(f"unknown sections: {sorted(sections - set(SECTIONS))}")
     cores = os.cpu_count() or 1
+    if args.fair:
+        return fair_only(cores)
     counts = ({"rounds": 3, "ceiling": 8, "e2e": 30, "idle": 10, "latency_s": 2, "rss": 200, "workload_rounds": 1,
                "naive": 8, "chromium": 8, "poll_jobs": 40, "reuse": 10, "reads": 10, "redis": 30,
                "engine_jobs": 12, "browser_prints": 60} if args.quick
@@ -474,6 +483,21 @@ def throughput(bench: Bench, cores: int, counts: dict[str, int], results: dict[s
     idle = bench.idle_waits(counts["idle"])
     results["idle_enqueue_to_start_ms"] = {"median": round(statistics.median(idle), 1),
                                            "p95": round(percentile(idle, 0.95), 1)}
+
+
+def fair_only(cores: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="pdfq-bench-") as workdir:
+        bench = Bench(Path(workdir), cores)
+        try:
+            bench.throughput(cores * 2)  # let every worker take a job once
+            results = {"cores": cores, "measured_at": datetime.now().isoformat(timespec="seconds"), **fair.run(bench)}
+        finally:
+            bench.close()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fair.json").write_text(json.dumps(results, indent=2))
+    fair.chart(results, RESULTS / "fair.png")
+    fair.report(results)
+    return 0
 
 
 def report(results: dict[str, Any]) -> None:

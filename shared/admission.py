@@ -7,7 +7,7 @@ from rq.job import Job
 from shared import keys
 from shared.config import Settings
 from shared.errors import QueueFull, TenantLimitReached
-from shared.queues import all_queues
+from shared.fair_share import FairShare
 from shared.records import FINAL_STATUSES, status_of
 
 
@@ -26,10 +26,9 @@ def check_capacity(connection: Redis, settings: Settings, tenant: str, new_jobs:
     limit = settings.max_active_jobs_per_tenant
     with connection.pipeline(transaction=False) as pipe:  # one round trip for both limits
         pipe.scard(keys.active_jobs(tenant))
-        for queue in all_queues(connection):
-            pipe.llen(queue.key)
-        active, *lengths = pipe.execute()
+        FairShare(settings).add_waiting_total(pipe, connection)  # held jobs are queued jobs
+        active, waiting = pipe.execute()
     if active + new_jobs > limit and prune_active(connection, tenant) + new_jobs > limit:
         raise TenantLimitReached(f"tenant has {limit} queued or running jobs; wait for some to finish")
-    if sum(lengths) + new_jobs > settings.max_queued_jobs:
+    if waiting + new_jobs > settings.max_queued_jobs:
         raise QueueFull("the service is at capacity; retry later")

@@ -11,6 +11,7 @@ from rq.job import Job, JobStatus as RQStatus
 from rq.registry import CanceledJobRegistry, ScheduledJobRegistry
 from rq.utils import current_timestamp
 
+from shared.fair_share import FairShare, withdrawing
 from shared.job_end import record_end
 from shared.job_state import JobState
 from shared.queues import queue_for
@@ -19,17 +20,19 @@ from shared.records import FINAL_STATUSES, WAITING_RQ_STATUSES, JobStatus, iso, 
 CANCEL_HANDOFF_WAIT_S = 2.0
 """How long a cancel waits for a job a worker has just popped to start, so that the stop can reach it."""
 HANDOFF_POLL_S = 0.02
-# Cancel a job only while it still waits: taking its id out of the queue or the retry schedule is the claim, so a
-# worker that popped it first keeps it (and gets a stop command); the job then expires with retention.
-_CANCEL_WAITING = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
+# Cancel a job only while it still waits: taking its id out of its queue, its tenant's held list or the retry
+# schedule is the claim, so a worker that popped it first keeps it (and gets a stop command); the job then
+# expires with retention.
+_CANCEL_WAITING = withdrawing("""
+local p, t, id = ARGV[2], ARGV[3], ARGV[4]
+if withdraw(p, t, id) + redis.call('ZREM', KEYS[1], id) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[3], 'status', ARGV[2], 'meta', ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+redis.call('HSET', KEYS[2], 'status', ARGV[5], 'meta', ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[8], id)
 return 1
-"""
+""")
 
 
 class AlreadyFinished(Exception):
@@ -40,7 +43,7 @@ class AlreadyFinished(Exception):
         self.status = status
 
 
-def cancel(connection: Redis, job: Job, *, retention_s: int, reload: Callable[[], Job]) -> Job:
+def cancel(connection: Redis, fair: FairShare, job: Job, *, retention_s: int, reload: Callable[[], Job]) -> Job:
     """Cancel a waiting job in one atomic step, or stop a started one; raises AlreadyFinished once it is final.
 
     `reload` reads the job again while a worker that has just popped it has not yet started it.
@@ -51,7 +54,7 @@ def cancel(connection: Redis, job: Job, *, retention_s: int, reload: Callable[[]
         if status in FINAL_STATUSES:
             raise AlreadyFinished(status)
         waiting = job.get_status(refresh=False) in WAITING_RQ_STATUSES
-        if waiting and _cancel_waiting(connection, job, retention_s):
+        if waiting and _cancel_waiting(connection, fair, job, retention_s):
             return job
         if not waiting or time.monotonic() > deadline:
             _stop_started(connection, job)
@@ -60,15 +63,15 @@ def cancel(connection: Redis, job: Job, *, retention_s: int, reload: Callable[[]
         job = reload()
 
 
-def _cancel_waiting(connection: Redis, job: Job, retention_s: int) -> bool:
-    """Queued or retrying -> canceled, only if the id was still in its queue or retry schedule (else False)."""
+def _cancel_waiting(connection: Redis, fair: FairShare, job: Job, retention_s: int) -> bool:
+    """Queued (held or not) or retrying -> canceled, only if the id still waited there (else False)."""
     state = JobState.from_job(job)
     queue = queue_for(state.priority, connection)
     state.canceled, state.finished_at = True, iso(utcnow())
-    claimed = connection.register_script(_CANCEL_WAITING)(
-        keys=[queue.key, ScheduledJobRegistry(queue=queue).key, job.key, CanceledJobRegistry(queue=queue).key],
-        args=[job.id, RQStatus.CANCELED.value, job.serializer.dumps(state.to_meta()), retention_s,
-              current_timestamp()])
+    claimed = fair.run(
+        _CANCEL_WAITING, connection, state.priority, state.tenant, job.id, RQStatus.CANCELED.value,
+        job.serializer.dumps(state.to_meta()), retention_s, current_timestamp(),
+        keys=[ScheduledJobRegistry(queue=queue).key, job.key, CanceledJobRegistry(queue=queue).key])
     if not claimed:
         return False
     state.apply(job)

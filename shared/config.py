@@ -42,6 +42,12 @@ DEFAULT_BROWSER_MAX_JOBS = 100
 """Chromium-engine prints one browser serves before a fresh one replaces it (long-lived Chromium grows)."""
 DEFAULT_BROWSER_MEMORY_LIMIT_MB = 1024
 """Memory (PSS, all its processes) past which a worker's browser is replaced before its next print, in MiB."""
+DEFAULT_TENANT_WEIGHT = 1
+"""Weight of a tenant TENANT_WEIGHTS does not name: its share of workers among tenants with waiting jobs."""
+DEFAULT_MAX_RUNNING_JOBS_PER_TENANT = 0
+"""Jobs of one tenant that may render at once; 0 means no limit."""
+DEFAULT_RATE_LIMIT_PER_MINUTE = 0
+"""Jobs one tenant may submit per minute (a batch counts each job); 0 means off."""
 DEV_TENANT = "dev"
 DEV_KEY = "dev-key"
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"
@@ -68,6 +74,17 @@ def _queues(raw: str) -> tuple[str, ...]:
     if not wanted <= set(order):
         raise ConfigError(f"WORKER_QUEUES may name only {', '.join(order)}")
     return tuple(q for q in order if q in wanted)
+
+
+def parse_tenant_weights(raw: str) -> dict[str, int]:
+    """Turn `acme:3,globex:1` into {tenant: weight}; weights are whole numbers of at least 1."""
+    weights: dict[str, int] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        tenant, sep, weight = pair.partition(":")
+        if not sep or not tenant.strip() or not weight.strip().isdigit() or int(weight) < 1:
+            raise ConfigError("TENANT_WEIGHTS must look like 'acme:3,globex:1' (whole weights >= 1)")
+        weights[tenant.strip()] = int(weight)
+    return weights
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -107,6 +124,10 @@ class Settings:
     scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
     sse_keepalive_s: int = DEFAULT_SSE_KEEPALIVE_S
     worker_queues: tuple[str, ...] = ("urgent", "high", "normal", "low")
+    fair_share: bool = True
+    tenant_weights: dict[str, int] = field(default_factory=dict)
+    max_running_jobs_per_tenant: int = DEFAULT_MAX_RUNNING_JOBS_PER_TENANT
+    rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
     templates_dir: Path = PROJECT_ROOT / "templates"
     chromium_path: str | None = None
     """The browser of the Chromium engine (CHROMIUM_PATH, else `chromium` on PATH); None: that engine is off."""
@@ -173,4 +194,8 @@ class Settings:
             chromium_path=env.get("CHROMIUM_PATH", "").strip() or shutil.which("chromium"),
             browser_max_jobs=_int(env, "BROWSER_MAX_JOBS", DEFAULT_BROWSER_MAX_JOBS),
             browser_memory_limit_mb=_int(env, "BROWSER_MEMORY_LIMIT_MB", DEFAULT_BROWSER_MEMORY_LIMIT_MB),
+            fair_share=env.get("FAIR_SHARE", "").strip().lower() not in {"0", "false", "no", "off"},
+            tenant_weights=parse_tenant_weights(env.get("TENANT_WEIGHTS", "")),
+            max_running_jobs_per_tenant=_int(env, "MAX_RUNNING_JOBS_PER_TENANT", DEFAULT_MAX_RUNNING_JOBS_PER_TENANT),
+            rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE),
         )

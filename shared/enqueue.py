@@ -14,6 +14,7 @@ from rq.job import Job
 from shared import job_secrets, keys, metrics
 from shared.config import Settings
 from shared.engines import Engine
+from shared.fair_share import fair_queue
 from shared.job_state import JobState
 from shared.queues import queue_for
 from shared.schema import JobRequest
@@ -56,7 +57,8 @@ def render_kwargs(request: JobRequest) -> dict[str, Any]:
 
 def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, settings: Settings,
                    job_id: str | None = None, pipeline: Pipeline | None = None) -> Job:
-    """Create the job in its priority queue, indexed under its tenant; pass a pipeline to batch."""
+    """Create the job in its priority queue (held back there by fair share), indexed under its tenant;
+    pass a pipeline to batch."""
     job_id = job_id or new_job_id()
     state = JobState(
         tenant=tenant,
@@ -73,7 +75,7 @@ def enqueue_render(request: JobRequest, *, tenant: str, connection: Redis, setti
     retry = Retry(max=request.max_retries, interval=retry_delays(request.max_retries)) if request.max_retries else None
     own_pipeline = pipeline is None
     pipe = connection.pipeline() if own_pipeline else pipeline
-    job = queue_for(request.priority, connection).enqueue(
+    job = fair_queue(request.priority, connection, settings).enqueue(
         RENDER_FUNCTION,
         kwargs=render_kwargs(request),
         job_id=job_id,

@@ -94,3 +94,35 @@ SCHEDULER_LAST_PASS = f"{PREFIX}scheduler:last_pass"
 def job_secrets(job_id: str) -> str:
     """A render job's encryption passwords, deleted when the job ends (TTL as a backstop)."""
     return f"{PREFIX}secrets:{job_id}"
+
+
+JOB_TENANT_FIELD = "pdfq_tenant"
+"""Field added to RQ's own `rq:job:<id>` hash of a render job, naming its tenant, so Lua scripts can read it
+(RQ's `meta` is pickled); it lives and expires with the job's record."""
+
+
+def fair_held(priority: str, tenant: str) -> str:
+    """List of a tenant's jobs of one priority held back from its RQ queue, oldest first (fair share)."""
+    return f"{PREFIX}fair:{priority}:held:{tenant}"
+
+
+def fair_released(priority: str, tenant: str) -> str:
+    """Sorted set of a tenant's jobs released into an RQ queue and not yet taken, scored by release time (s)."""
+    return f"{PREFIX}fair:{priority}:released:{tenant}"
+
+
+def tenant_running(tenant: str) -> str:
+    """Sorted set of a tenant's jobs a worker has taken and not yet finished, scored by start time (s)."""
+    return f"{PREFIX}fair:running:{tenant}"
+
+
+FAIR_POLICY = f"{PREFIX}fair:policy"
+"""The fleet's fair-share policy (slots per tenant, running cap) as the last API or worker started wrote it."""
+
+FAIR_TENANTS = f"{PREFIX}fair:tenants"
+"""Set of tenants with held, released or running jobs: what the maintenance pass looks at."""
+
+
+def rate_limit(tenant: str) -> str:
+    """A tenant's submission rate state: the theoretical arrival time of its next job (GCRA), epoch seconds."""
+    return f"{PREFIX}rate:{tenant}"

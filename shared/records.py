@@ -43,6 +43,11 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch_of(stamp: str) -> float:
+    """Epoch seconds of a time `iso` wrote."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def status_of(job: Job) -> JobStatus:
     """Map RQ's status plus our state onto the contract's status words."""
     rq_status = job.get_status(refresh=False)

@@ -10,10 +10,11 @@ from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from shared import keys
+from shared.config import Settings
 from shared.enqueue import RENDER_FUNCTION
 from shared.events import announce
+from shared.fair_share import fair_queue
 from shared.job_state import JobState, is_render_state
-from shared.queues import queue_for
 
 
 def is_render_job(job: Job) -> bool:
@@ -21,7 +22,7 @@ def is_render_job(job: Job) -> bool:
     return job.func_name == RENDER_FUNCTION and is_render_state(job)
 
 
-def rerun_once(connection: Redis, job_id: str, admit: Callable[[], Job]) -> Job:
+def rerun_once(connection: Redis, settings: Settings, job_id: str, admit: Callable[[], Job]) -> Job:
     """Re-enqueue a failed or canceled render job with fresh attempts, once however many ask at the same time.
 
     `admit` reads the job and vets it, raising to refuse (unknown, wrong tenant, not rerunnable, over a
@@ -34,14 +35,14 @@ def rerun_once(connection: Redis, job_id: str, admit: Callable[[], Job]) -> Job:
                 pipe.watch(Job.key_for(job_id))
                 job = admit()
                 pipe.multi()
-                _requeue(job, pipe)
+                _requeue(job, pipe, settings)
                 pipe.execute()
                 return job
             except WatchError:
                 continue
 
 
-def _requeue(job: Job, pipe: Pipeline) -> None:
+def _requeue(job: Job, pipe: Pipeline, settings: Settings) -> None:
     """What RQ's registry.requeue does, inside the caller's transaction, plus our own state.
 
     Our state back to a new job's (attempts 0, no error), all retries again, no failure TTL left on the
@@ -52,7 +53,7 @@ def _requeue(job: Job, pipe: Pipeline) -> None:
     state.apply(job)
     job.retries_left = state.max_retries
     job.started_at = job.ended_at = None
-    queue = queue_for(state.priority, job.connection)
+    queue = fair_queue(state.priority, job.connection, settings)  # behind the tenant's held jobs
     for registry in (FailedJobRegistry(queue=queue), CanceledJobRegistry(queue=queue)):
         registry.remove(job, pipeline=pipe)
     queue.enqueue_job(job, pipeline=pipe)

@@ -176,6 +176,22 @@ class QueueCounts(BaseModel):
     scheduled: int
 
 
+class ActiveJob(BaseModel):
+    id: str
+    priority: Priority
+    running_s: float = Field(description="Seconds since a worker took it")
+
+
+class TenantStats(BaseModel):
+    """The caller's own tenant only."""
+
+    queued: int = Field(description="Jobs waiting for a worker (held by fair share or in a queue)")
+    started: int
+    running_limit: int | None = Field(description="MAX_RUNNING_JOBS_PER_TENANT, null when unlimited")
+    rate_limit_per_minute: int | None = Field(description="RATE_LIMIT_PER_MINUTE, null when off")
+    active: list[ActiveJob]
+
+
 class QueueStats(BaseModel):
     queues: dict[str, QueueCounts]
     workers: dict[str, int]
@@ -183,6 +199,7 @@ class QueueStats(BaseModel):
     render_ms: dict[str, float]
     throughput_per_min: float
     peak_rss_mb: float
+    tenant: TenantStats
 
 
 class Health(BaseModel):

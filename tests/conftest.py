@@ -16,6 +16,7 @@ from api import create_app
 from shared import keys
 from shared.config import Settings
 from shared.connection import connect
+from shared.fair_share import FairShare
 from tests import browser as real_browser
 from tests.support import ROOT, Honeypot, LiveServer, RedisServer, WorkerProcess, wait_until
 
@@ -162,9 +163,9 @@ def jobs(client: FlaskClient, auth: AuthActions) -> JobsClient:
 
 
 @pytest.fixture
-def wait_for_empty_queues(redis: Redis) -> Callable[[], None]:
+def wait_for_empty_queues(redis: Redis, settings: Settings) -> Callable[[], None]:
     def wait() -> None:
-        wait_until(lambda: all(redis.llen(f"rq:queue:{q}") == 0 for q in ("urgent", "high", "normal", "low")))
+        wait_until(lambda: all(w.total == 0 for w in FairShare(settings).waiting(redis).values()))
         time.sleep(0.05)
 
     return wait

@@ -18,6 +18,7 @@ from werkzeug.test import TestResponse
 
 from api import create_app
 from api.admission import IDEMPOTENT_CREATE_S, claim_idempotency, release_idempotency
+from shared import keys
 from shared.config import Settings
 from shared.enqueue import enqueue_render
 from shared.schema import JobRequest
@@ -294,7 +295,8 @@ def test_concurrent_retries_enqueue_once(no_workers: None, client: FlaskClient, 
         responses = race(client.application, "POST", f"/v1/jobs/{job_id}/retry", auth.headers())
         assert sorted(r.status_code for r in responses) == [202, 409, 409, 409], [r.json for r in responses]
         assert {r.json["code"] for r in responses if r.status_code == 409} == {"not_retryable"}
-        assert [i.decode() for i in redis.lrange("rq:queue:normal", 0, -1)].count(job_id) == 1
+        waiting = redis.lrange("rq:queue:normal", 0, -1) + redis.lrange(keys.fair_held("normal", "acme"), 0, -1)
+        assert [i.decode() for i in waiting].count(job_id) == 1, "in its queue or held back by fair share, once"
 
 
 def test_idempotency_key_of_a_request_that_died_is_taken_over(no_workers: None, client: FlaskClient,

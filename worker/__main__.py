@@ -60,6 +60,7 @@ def main() -> int:
     yield_cpu(RENDER_NICENESS)
     start_browser(runtime)  # after yield_cpu: the browser renders at the workers' lower priority too
     worker = build_worker(runtime.connection, runtime.settings)
+    worker.fair.publish(runtime.connection)
     log.info("worker ready", extra={"worker": worker.name, "queues": [q.name for q in worker.queues]})
     try:
         worker.work(with_scheduler=True, logging_level=os.environ.get("LOG_LEVEL", "INFO"))

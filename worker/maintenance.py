@@ -9,7 +9,8 @@ from typing import Any
 from shared import keys, metrics
 from shared.enqueue import enqueue_render
 from shared.metrics import FleetStats, percentile
-from shared.queues import QUEUE_ORDER, all_queues
+from shared.fair_share import FairShare
+from shared.queues import QUEUE_ORDER
 from shared.schema import JobRequest
 from shared.workers import live_workers
 from worker.runtime import get_runtime
@@ -26,8 +27,9 @@ def queue_status() -> dict[str, Any]:
     connection = get_runtime().connection
     stats = FleetStats.read(connection)
     workers = live_workers(connection)
+    waiting = FairShare(get_runtime().settings).waiting(connection)
     status = {
-        "queued": {q.name: q.count for q in all_queues(connection)},
+        "queued": {name: counts.total for name, counts in waiting.items()},
         "workers_total": len(workers),
         "workers_busy": sum(w.get_state() == "busy" for w in workers),
         "processed": sum(stats.completed.values()),

@@ -23,9 +23,10 @@ from rq.worker import WorkerStatus
 from shared.config import Settings
 from shared.errors import ConfigError, TemplateError
 from shared.events import announce
+from shared.fair_share import FairShare, fair_queue_class
 from shared.job_state import JobState
 from shared.previews import store_template_preview
-from shared.queues import queue_for, register_queues
+from shared.queues import register_queues
 from shared.records import FINAL_RQ_STATUSES
 from shared.template_catalog import load_catalog
 from worker.jobs import record_failure
@@ -50,8 +51,10 @@ HEARTBEAT_SLACK_S = 1.0
 class PdfWorker(Worker):
     """RQ's forking worker with faster loss detection, bounded shutdown, and honest job records."""
 
-    def __init__(self, *args: Any, shutdown_grace_s: float = 25, horse_memory_mb: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fair: FairShare, shutdown_grace_s: float = 25, horse_memory_mb: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fair = fair
         self.shutdown_grace_s = shutdown_grace_s
         self.horse_memory_mb = horse_memory_mb
         self._shutdown_timer: threading.Timer | None = None
@@ -98,14 +101,21 @@ class PdfWorker(Worker):
             os.kill(self.horse_pid, signal.SIGKILL)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Before forking the job's horse: a Chromium service that died (or that a horse gave up) starts again."""
+        """Before forking the job's horse: a Chromium service that died (or that a horse gave up) starts again.
+        After every attempt, however it ended, free the tenant's running slot and release its next job."""
         chromium = get_runtime().chromium
         if chromium is not None and chromium.browser.version is not None:
             try:
                 chromium.browser.ensure_running()
             except ConfigError as exc:  # the horse then meets a dead service: a transient fault, retried
                 log.warning("browser service did not restart", extra={"reason": str(exc)})
-        super().execute_job(job, queue)
+        try:
+            super().execute_job(job, queue)
+        finally:
+            tenant = JobState.from_job(job).tenant
+            if tenant:
+                with self._outage_tolerated("fair-share release"):  # maintenance releases it otherwise
+                    self.fair.attempt_ended(self.connection, tenant, job.id)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         cap_memory(self.horse_memory_mb)
@@ -199,6 +209,9 @@ class PdfWorker(Worker):
             canceled = CanceledJobRegistry(queue=queue)
             self.connection.zremrangebyscore(canceled.key, 0, time.time() - get_runtime().settings.result_ttl_s)
         super().clean_registries()
+        returned = self.fair.reconcile(self.connection)
+        if returned:
+            log.warning("jobs lost in a worker's hand-off returned to their queue", extra={"count": returned})
         try:
             removed = get_runtime().storage.purge_expired()
         except Exception as exc:  # Storage trouble must not stop the worker; the next pass tries again.
@@ -229,7 +242,9 @@ def warm_up() -> None:
 
 def build_worker(connection: Redis, settings: Settings) -> PdfWorker:
     register_queues(connection)
-    queues = [queue_for(name, connection) for name in settings.worker_queues]
-    return PdfWorker(queues, connection=connection, job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
+    queue_class = fair_queue_class(settings)
+    queues = [queue_class(name, connection=connection) for name in settings.worker_queues]
+    return PdfWorker(queues, connection=connection, queue_class=queue_class, fair=queue_class.fair,
+                     job_monitoring_interval=JOB_MONITORING_INTERVAL_S,
                      maintenance_interval=settings.worker_maintenance_interval_s, worker_ttl=WORKER_TTL_S,
                      shutdown_grace_s=settings.worker_shutdown_grace_s, horse_memory_mb=settings.worker_memory_limit_mb)
