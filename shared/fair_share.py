@@ -19,6 +19,7 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.job import Job, JobStatus as RQStatus
+from rq.utils import as_text, utcparse
 
 from shared import keys
 from shared.config import DEFAULT_TENANT_WEIGHT, Settings
@@ -304,7 +305,8 @@ class FairShare:
 
     def run(self, script: str, client: Redis | Pipeline, *args: Any, connection: Redis | None = None,
             keys: Sequence[str] = ()) -> Any:
-        """Run a script built on the prelude with the policy as ARGV[1]; on a pipeline its reply comes later."""
+        """Run a script built on the prelude (the key layout and this process's policy go as ARGV[1]); on a
+        pipeline its reply comes with the pipeline's."""
         owner = connection if connection is not None else client
         return owner.register_script(script)(keys=list(keys), args=[self.config, *args],  # type: ignore[union-attr]
                                               client=client)
@@ -315,7 +317,7 @@ class FairShare:
 
     def take_first(self, connection: Redis, queue_keys: Sequence[str]) -> tuple[str, str] | None:
         taken = self.run(_TAKE_FIRST, connection, *queue_keys)
-        return (taken[0].decode(), taken[1].decode()) if taken else None
+        return (as_text(taken[0]), as_text(taken[1])) if taken else None
 
     def taken(self, connection: Redis, queue_key: str, job_id: str) -> bool:
         return bool(self.run(_TAKEN, connection, queue_key, job_id))
@@ -325,15 +327,16 @@ class FairShare:
 
     def reconcile(self, connection: Redis) -> int:
         """The maintenance pass: every tenant with fair-share state put right; how many lost jobs came back."""
-        return sum(int(self.run(_RECONCILE, connection, t.decode()))
-                   for t in connection.smembers(keys.FAIR_TENANTS))
+        returned = 0
+        for tenant in connection.smembers(keys.FAIR_TENANTS):
+            returned += int(self.run(_RECONCILE, connection, as_text(tenant)))
+        return returned
 
     def waiting(self, connection: Redis, now: float | None = None) -> dict[str, Waiting]:
-        from rq.utils import utcparse
-
         moment = time.time() if now is None else now
         found = {}
-        for priority, (in_queue, held, tenants, oldest) in zip(QUEUE_ORDER, self.run(_WAITING, connection, HEAD_SCAN)):
+        replies = self.run(_WAITING, connection, HEAD_SCAN)
+        for priority, (in_queue, held, tenants, oldest) in zip(QUEUE_ORDER, replies):
             stamp = oldest.decode() if isinstance(oldest, bytes) else oldest
             age = max(0.0, moment - utcparse(stamp).timestamp()) if stamp else 0.0
             found[priority.value] = Waiting(int(in_queue), int(held), int(tenants), age)
@@ -393,7 +396,7 @@ class FairQueue(Queue):
             popped = connection.blpop(list(queue_keys), timeout)
             if popped is None:
                 raise DequeueTimeout(timeout, queue_keys)
-            queue_key, job_id = popped[0].decode(), popped[1].decode()
+            queue_key, job_id = as_text(popped[0]), as_text(popped[1])
             if cls.fair.taken(connection, queue_key, job_id):
                 return queue_key, job_id
 
