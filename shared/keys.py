@@ -91,6 +91,7 @@ LATEST_OPS_REPORT = f"{PREFIX}ops:latest_report"
 SCHEDULER_LAST_PASS = f"{PREFIX}scheduler:last_pass"
 """Epoch seconds of the newest scheduler pass (by whichever scheduler holds the lock)."""
 
+
 def job_secrets(job_id: str) -> str:
     """A render job's encryption passwords, deleted when the job ends (TTL as a backstop)."""
     return f"{PREFIX}secrets:{job_id}"
