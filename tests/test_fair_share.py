@@ -89,11 +89,13 @@ def test_urgent_jobs_start_before_any_waiting_lower_priority_job(client, auth, r
         """Lower-priority jobs that started after `created` but before `until`."""
         return [j for j in lower if j.started_at is not None and created < begun(j) < until]
 
-    workers = 2  # a worker that had already taken a normal job when the urgent ones arrived starts it
+    # Up to one job per worker taken just before the urgent batch was stamped, and one more each while its
+    # transaction was on its way (the stamp is taken before the commit): a few, not the backlog.
+    slack = 2 * 2
     last_urgent = max(begun(j) for j in urgent)
     assert len(overtaking(records(redis, normal) + high, min(j.created_at.timestamp() for j in urgent),
-                          last_urgent)) <= workers
-    assert len(overtaking(records(redis, normal), high[0].created_at.timestamp(), begun(high[0]))) <= workers
+                          last_urgent)) <= slack
+    assert len(overtaking(records(redis, normal), high[0].created_at.timestamp(), begun(high[0]))) <= slack
     assert sum(j.started_at is None or begun(j) > last_urgent for j in records(redis, normal)) > 20, \
         "the normal backlog waited"
 
