@@ -173,7 +173,7 @@ def test_template_preview_is_page_one_with_sample_data(client: FlaskClient, auth
     for name in client.get("/v1/templates", headers=auth.headers()).json["templates"]:
         response = client.get(f"/v1/templates/{name['name']}/preview.png", headers=auth.headers())
         assert response.status_code == 200 and png_size(response.data)[0] == 600
-        assert ink(response.data) > 0.01
+        assert ink(response.data) > 0.001, name["name"]  # a title page has little ink; a blank one has none
     assert client.get("/v1/templates/nope.html/preview.png", headers=auth.headers()).json["code"] == "not_found"
     assert client.get("/v1/templates/invoice.html/preview.png").status_code == 401
 

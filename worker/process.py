@@ -21,7 +21,7 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from shared.config import Settings
-from shared.errors import ConfigError, TemplateError
+from shared.errors import ConfigError, JobFailure, TemplateError
 from shared.events import announce
 from shared.fair_share import FairShare, fair_queue_class
 from shared.job_state import JobState
@@ -236,7 +236,11 @@ def warm_up() -> None:
     """
     runtime = get_runtime()
     for info in load_catalog(runtime.settings.templates_dir).values():
-        rendered = runtime.renderer.render(template=info.name, html=None, data=info.sample_data, warm=True)
+        try:
+            rendered = runtime.renderer.render(template=info.name, html=None, data=info.sample_data, warm=True)
+        except JobFailure as exc:  # e.g. a MAX_PAGES below the book's length: that template then has no preview
+            log.warning("template not warmed", extra={"template": info.name, "code": exc.code})
+            continue
         store_template_preview(runtime.connection, info.name, rendered.content)
 
 

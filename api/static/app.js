@@ -7,6 +7,7 @@ const MAX_PREVIEW_PAGES = 12;
 const PREVIEW_WIDTH_PX = 600;
 const ZOOM_WIDTH_PX = 1400;
 const OWN_HTML = "__html__";
+const DEFAULT_TEMPLATE = "invoice.html";
 const OWN_HTML_SAMPLE = {
   html: "<h1>Hello {{ name }}</h1>\n<p>Rendered by pdfq on {{ date }}.</p>",
   data: { name: "Ada", date: "today" },
@@ -167,7 +168,9 @@ async function loadTemplates() {
   own.thumb.textContent = "</>";
   own.radio.addEventListener("change", () => selectTemplate(OWN_HTML));
   gallery.append(own.label);
-  const first = gallery.querySelector("input[name=template]");
+  // The invoice is what most people come to try; any other catalogue starts on its first template.
+  const first = gallery.querySelector(`input[name=template][value="${DEFAULT_TEMPLATE}"]`)
+    || gallery.querySelector("input[name=template]");
   if (first) {
     first.checked = true;
     selectTemplate(first.value);
