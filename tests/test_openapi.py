@@ -67,6 +67,7 @@ def test_fuzzed_requests_get_no_5xx_and_documented_shapes(case: schemathesis.Cas
     case.call_and_validate(headers=headers, checks=[not_a_server_error, response_schema_conformance])
 
 
+@pytest.mark.timeout(300)  # 50 derandomized examples of 4 steps: about 70 s alone, more beside other test processes
 def test_stateful_fuzzing_creates_jobs_and_follows_links(api_schema: schemathesis.BaseSchema, redis: Redis) -> None:
     """From the document alone, schemathesis' stateful phase creates jobs and follows the links to them, no 5xx."""
     calls: list[tuple[str, int]] = []
