@@ -120,17 +120,25 @@ def kill_tree(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def newest_child(pid: int) -> int | None:
-    """The most recently started child of `pid` (a worker's work-horse while it renders)."""
+def work_horse(pid: int) -> int | None:
+    """The work-horse of worker `pid` while it renders, told apart from the worker's other children.
+
+    RQ's horse leads a process group of its own (`os.setpgrp`) inside the worker's session; the browser
+    service leads a session of its own; RQ's scheduler process stays in the worker's group.
+    """
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except FileNotFoundError:
         return None
-
-    def started(child: str) -> int:
-        return int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[19])
-
-    return int(max(children, key=started)) if children else None
+    for child in map(int, children):
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        state, group, session = fields[0], int(fields[2]), int(fields[3])
+        if state != "Z" and group == child and session != child:
+            return child
+    return None
 
 
 class LiveServer:

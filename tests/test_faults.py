@@ -23,7 +23,7 @@ from shared.config import Settings
 from shared.enqueue import enqueue_render
 from shared.schema import JobRequest
 from tests.conftest import AuthActions, JobsClient
-from tests.support import LiveServer, RedisServer, WorkerProcess, kill_tree, newest_child, wait_until
+from tests.support import LiveServer, RedisServer, WorkerProcess, kill_tree, wait_until, work_horse
 
 SLOW = {"html": "<table>{% for i in range(rows) %}<tr><td>row {{ i }}</td><td>{{ i * 3 }}</td></tr>{% endfor %}"
                 "</table>", "data": {"rows": 2500}}
@@ -52,9 +52,9 @@ def test_killed_work_horse_is_retried_then_fails_as_worker_lost(private_db: dict
     worker = spawn_worker(private_db)
     retried = jobs.submit({**SLOW, "max_retries": 1})
     jobs.wait(retried["id"], ("started",))
-    os.kill(wait_until(lambda: newest_child(worker.pid)), signal.SIGKILL)
+    os.kill(wait_until(lambda: work_horse(worker.pid)), signal.SIGKILL)
     wait_until(lambda: jobs.get(retried["id"])["attempts"] == 2 or None, timeout=20)
-    horse = wait_until(lambda: newest_child(worker.pid))
+    horse = wait_until(lambda: work_horse(worker.pid))
     os.kill(horse, signal.SIGKILL)
     failed = jobs.wait(retried["id"], ("completed", "failed"), timeout=30)
     assert failed["status"] == "failed" and failed["error"]["code"] == "worker_lost", failed

@@ -16,7 +16,7 @@ from api.context import EXTENSION
 from shared.links import link_signature
 from shared.logs import JsonFormatter
 from tests.conftest import JobsClient
-from tests.support import WorkerProcess, newest_child, wait_until
+from tests.support import WorkerProcess, wait_until, work_horse
 
 pytestmark = pytest.mark.usefixtures("workers")
 
@@ -196,7 +196,7 @@ def test_cancel_started_job_stops_it(jobs: JobsClient, client, auth, redis) -> N
     job = jobs.submit({"html": SLOW_HTML, "data": {"rows": 40000}, "timeout_s": 120})
     jobs.wait(job["id"], ("started",))
     worker_name = redis.hget(f"rq:job:{job['id']}", "worker_name").decode()
-    horse = wait_until(lambda: newest_child(int(redis.hget(f"rq:worker:{worker_name}", "pid"))))
+    horse = wait_until(lambda: work_horse(int(redis.hget(f"rq:worker:{worker_name}", "pid"))))
     response = client.delete(f"/v1/jobs/{job['id']}", headers=auth.headers())
     assert response.status_code == 200 and response.json["status"] == "canceled"
     # Long before this render could end (tens of seconds), the horse is gone and RQ's own record says stopped.
