@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-import re
-from typing import Any, Iterator
 
 import pikepdf
 
@@ -15,43 +13,6 @@ PDF_DATE = "D:19700101000000Z"
 renders stay reproducible."""
 
 WALL_CLOCK_KEYS = ("/CreationDate", "/ModDate")
-_STRUCTURE_ID = re.compile(r"node[0-9]{8}")
-"""Chromium names tagged-structure elements after the renderer's DOM node counter, which differs between
-browser processes: the same page gets other ids (and other bytes) after a browser restart."""
-
-
-def _containers(pdf: pikepdf.Pdf) -> Iterator[pikepdf.Array | pikepdf.Dictionary]:
-    stack: list[Any] = [obj for obj in pdf.objects if isinstance(obj, (pikepdf.Array, pikepdf.Dictionary))]
-    stack += [pdf.trailer]
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if node.is_indirect:
-            if node.objgen in seen:
-                continue
-            seen.add(node.objgen)
-        yield node
-        children = node.values() if isinstance(node, pikepdf.Dictionary) else list(node)
-        stack.extend(c for c in children if isinstance(c, (pikepdf.Array, pikepdf.Dictionary)) and not c.is_indirect)
-
-
-def stable_structure_ids(pdf: pikepdf.Pdf) -> None:
-    """Renumber the structure element ids in their sorted order, which keeps the IDTree's name order valid."""
-    containers = list(_containers(pdf))
-    found: set[str] = set()
-    for node in containers:
-        values = node.values() if isinstance(node, pikepdf.Dictionary) else list(node)
-        found.update(str(v) for v in values if isinstance(v, pikepdf.String) and _STRUCTURE_ID.fullmatch(str(v)))
-    mapping = {old: pikepdf.String(f"node{n:08d}") for n, old in enumerate(sorted(found), start=1)}
-    for node in containers:
-        if isinstance(node, pikepdf.Dictionary):
-            for key, value in node.items():
-                if isinstance(value, pikepdf.String) and str(value) in mapping:
-                    node[key] = mapping[str(value)]
-        else:
-            for index, value in enumerate(node):
-                if isinstance(value, pikepdf.String) and str(value) in mapping:
-                    node[index] = mapping[str(value)]
 
 
 def keep_pages(pdf: pikepdf.Pdf, options: RenderOptions) -> None:
@@ -102,7 +63,6 @@ def apply(content: bytes, options: RenderOptions) -> tuple[bytes, int]:
         for stamp in WALL_CLOCK_KEYS:  # the print's wall-clock time would make every render's bytes differ
             if stamp in pdf.docinfo:
                 del pdf.docinfo[stamp]
-        stable_structure_ids(pdf)
         keep_pages(pdf, options)
         if options.document is not None:
             set_document_info(pdf, options.document)
