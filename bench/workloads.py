@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import jinja2
 
-from bench.ceiling import TEMPLATES, RenderRun, invoice_data
+from bench.ceiling import TEMPLATES, RenderRun, invoice_data, plain_invoice_template
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -31,12 +31,7 @@ def varied_invoice(number: int) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    from worker.render import money
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters["money"] = money
-    return env.get_template("invoice.html")
+    return plain_invoice_template()
 
 
 def _naive_worker(args: tuple[int, int]) -> tuple[float, float]:
