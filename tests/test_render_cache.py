@@ -80,3 +80,59 @@ def test_jobs_add_nothing_to_the_caches(templates: Path) -> None:
         renderer.render(template=None, html=f"<style>p {{ margin: {n}mm }}</style><p>x</p><img src='{pixel}'>",
                         data={})
     assert (len(renderer.caches._files), len(renderer.caches._inline), len(renderer.caches._images)) == kept
+
+
+INLINE = "<p>Invoice {{ number }}</p>"
+
+
+def _compiles_nothing(source: str) -> None:
+    raise AssertionError("compiled again")
+
+
+def test_inline_template_compiled_before_the_fork_is_reused_for_its_tenant_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the worker's parent compiles (keep_inline) serves that tenant's horses; another tenant compiles its own,
+    so no tenant's render time tells whether another sent the same source."""
+    renderer = Renderer(PROJECT_ROOT / "templates")
+    renderer.keep_inline("acme", INLINE)
+    compiled = renderer._inline
+    monkeypatch.setattr(compiled, "from_string", _compiles_nothing)
+    assert renderer.render_html(template=None, html=INLINE, data={"number": 7}, owner="acme") == "<p>Invoice 7</p>"
+    with pytest.raises(AssertionError, match="compiled again"):
+        renderer.render_html(template=None, html=INLINE, data={"number": 7}, owner="globex")
+
+
+def test_parent_leaves_long_and_broken_templates_to_the_horse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source past PARENT_COMPILE_MAX_CHARS is not compiled by the parent (no timeout there); one that does not
+    compile raises nothing there, and its horse reports it as a template error."""
+    from shared.errors import TemplateError
+    from worker import render
+
+    renderer = Renderer(PROJECT_ROOT / "templates")
+    renderer.keep_inline("acme", "{% for x in %}")
+    with pytest.raises(TemplateError, match="syntax error"):
+        renderer.render_html(template=None, html="{% for x in %}", data={}, owner="acme")
+    monkeypatch.setattr(render, "PARENT_COMPILE_MAX_CHARS", 100)
+    renderer.keep_inline("acme", INLINE + " " * 100)
+    assert len(renderer._inline_cache) == 0
+
+
+def test_inline_template_cache_is_bounded() -> None:
+    from worker.render import INLINE_CACHE_SIZE
+
+    renderer = Renderer(PROJECT_ROOT / "templates")
+    for number in range(INLINE_CACHE_SIZE + 5):
+        renderer.keep_inline("acme", f"<p>{number}</p>")
+    assert len(renderer._inline_cache) == INLINE_CACHE_SIZE
+
+
+def test_compiling_in_the_parent_evaluates_nothing() -> None:
+    """Jinja2 folds constant expressions while compiling; the parent must not build a template's huge constant
+    (the horse does, under its memory cap)."""
+    import resource
+
+    renderer = Renderer(PROJECT_ROOT / "templates")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    renderer.keep_inline("acme", "{% set s = 'x' * (300 * 1024 * 1024) %}{{ s|length }}")
+    assert len(renderer._inline_cache) == 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: far below 300 MiB

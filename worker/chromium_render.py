@@ -37,9 +37,9 @@ class ChromiumRenderer:
 
     def render(self, *, template: str | None, html: str | None, data: dict[str, Any], css: str | None = None,
                options: RenderOptions = NO_OPTIONS, javascript: bool = False, wait_for: WaitFor | None = None,
-               timeout_s: float = 120, progress: ProgressFn = _ignore_progress) -> RenderedPdf:
+               timeout_s: float = 120, progress: ProgressFn = _ignore_progress, owner: str = "") -> RenderedPdf:
         progress("templating", 10)
-        source = self.templating.render_html(template=template, html=html, data=data)
+        source = self.templating.render_html(template=template, html=html, data=data, owner=owner)
         stylesheet = "\n".join(text for text in (css, option_css(options)) if text)
         if stylesheet:
             source = with_stylesheet(source, stylesheet)

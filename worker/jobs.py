@@ -70,13 +70,14 @@ def render_pdf(template: str | None, html: str | None, data: dict[str, Any], css
     elif engine == Engine.CHROMIUM.value:
         rendered, engine_version = _print_with_chromium(runtime, template=template, html=html, data=data, css=css,
                                                         options=render_options, javascript=javascript,
-                                                        wait_for=wait_for, timeout_s=state.timeout_s, progress=report)
+                                                        wait_for=wait_for, timeout_s=state.timeout_s, progress=report,
+                                                        owner=state.tenant)
     elif parts is not None:
         rendered = runtime.renderer.render_parts([PartSource(**part) for part in parts], options=render_options,
-                                                 progress=report)
+                                                 progress=report, owner=state.tenant)
     else:
         rendered = runtime.renderer.render(template=template, html=html, data=data, css=css, options=render_options,
-                                           progress=report)
+                                           progress=report, owner=state.tenant)
     einvoice_result = None
     if render_options.einvoice is not None:
         report("einvoice", 80)

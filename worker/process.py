@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import CanceledJobRegistry
@@ -60,6 +60,8 @@ class PdfWorker(Worker):
         self._shutdown_timer: threading.Timer | None = None
         self._requeue_on_shutdown = False
         self._registered_until = 0.0
+        self._attempts_before_fork = 0
+        """The current job's recorded attempts when its horse was forked: the horse adds its own."""
         """When (time.monotonic()) the registration key expires after the last heartbeat sent."""
 
     def register_birth(self) -> None:
@@ -101,9 +103,16 @@ class PdfWorker(Worker):
             os.kill(self.horse_pid, signal.SIGKILL)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Before forking the job's horse: a Chromium service that died (or that a horse gave up) starts again.
+        """Before forking the job's horse: a Chromium service that died (or that a horse gave up) starts again,
+        and the job's inline template is compiled here, for this horse and the tenant's later jobs to inherit.
         After every attempt, however it ended, free the tenant's running slot and release its next job."""
-        chromium = get_runtime().chromium
+        runtime = get_runtime()
+        state = JobState.from_job(job)
+        tenant, self._attempts_before_fork = state.tenant, state.attempts
+        inline = _inline_source(job)
+        if tenant and inline is not None:
+            runtime.renderer.keep_inline(tenant, inline)
+        chromium = runtime.chromium
         if chromium is not None and chromium.browser.version is not None:
             try:
                 chromium.browser.ensure_running()
@@ -112,7 +121,6 @@ class PdfWorker(Worker):
         try:
             super().execute_job(job, queue)
         finally:
-            tenant = JobState.from_job(job).tenant
             if tenant:
                 with self._outage_tolerated("fair-share release"):  # maintenance releases it otherwise
                     self.fair.attempt_ended(self.connection, tenant, job.id)
@@ -138,6 +146,8 @@ class PdfWorker(Worker):
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         # The horse's meta updates never reached this (parent) copy of the job; RQ re-saves it next.
         state = JobState.from_job(job, refresh=True)
+        # A horse killed before it wrote its attempt (it starts at a lower CPU priority) still made one.
+        state.attempts = max(state.attempts, self._attempts_before_fork + 1)
         state.apply(job)
         if self._requeue_on_shutdown:
             # A deploy is not the job's fault: give the attempt back so the retry is free.
@@ -219,6 +229,15 @@ class PdfWorker(Worker):
             return
         if removed:
             log.info("expired PDFs removed", extra={"count": removed})
+
+
+def _inline_source(job: Job) -> str | None:
+    """The job's inline template, if it has one; arguments that do not load are left to the horse to report."""
+    try:
+        html = job.kwargs.get("html")
+    except DeserializationError:
+        return None
+    return html if isinstance(html, str) else None
 
 
 def check_fast_font_subsetter() -> None:
