@@ -156,6 +156,16 @@ class JobsClient:
 
         return wait_until(reached, timeout=timeout, interval=0.05)
 
+    def wait_laying_out(self, job_id: str, attempt: int = 1, tenant: str = "acme") -> None:
+        """Wait until the job's `attempt` is laying out, so its horse has recorded the attempt: a horse renders at
+        a lower CPU priority, and under load it can show `started` a while before it gets that far."""
+        def laying_out() -> bool:
+            job = self.get(job_id, tenant)
+            step = (job["progress"] or {}).get("step")
+            return job["attempts"] == attempt and job["status"] == "started" and step == "layout"
+
+        wait_until(laying_out, timeout=60)
+
 
 @pytest.fixture
 def jobs(client: FlaskClient, auth: AuthActions) -> JobsClient:

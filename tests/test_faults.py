@@ -32,22 +32,11 @@ SLOW = {"html": "<table>{% for i in range(rows) %}<tr><td>row {{ i }}</td><td>{{
 Spawn = Callable[..., WorkerProcess]
 
 
-def rendering(jobs: JobsClient, job_id: str, attempt: int = 1) -> None:
-    """Wait until the job's `attempt` is laying out: its horse has recorded the attempt (a horse renders at a
-    lower CPU priority, so under load it can show `started` a while before it gets that far)."""
-    def laying_out() -> bool:
-        job = jobs.get(job_id)
-        step = (job["progress"] or {}).get("step")
-        return job["attempts"] == attempt and job["status"] == "started" and step == "layout"
-
-    wait_until(laying_out, timeout=60)
-
-
 def test_killed_worker_job_is_rerun_by_another(private_db: dict[str, str], jobs: JobsClient, spawn_worker: Spawn) -> None:
     """kill -9 of a busy worker (parent and horse): another worker re-runs the job within the stated bound."""
     first = spawn_worker(private_db)
     job = jobs.submit({**SLOW, "max_retries": 2})
-    rendering(jobs, job["id"])
+    jobs.wait_laying_out(job["id"])
     killed_at = time.monotonic()
     kill_tree(first.pid)
     spawn_worker(private_db)
@@ -65,7 +54,7 @@ def test_killed_work_horse_is_retried_then_fails_as_worker_lost(private_db: dict
     retried = jobs.submit({**SLOW, "max_retries": 1})
     jobs.wait(retried["id"], ("started",))
     os.kill(wait_until(lambda: work_horse(worker.pid)), signal.SIGKILL)  # maybe before it wrote its attempt
-    rendering(jobs, retried["id"], attempt=2)
+    jobs.wait_laying_out(retried["id"], attempt=2)
     os.kill(wait_until(lambda: work_horse(worker.pid)), signal.SIGKILL)
     failed = jobs.wait(retried["id"], ("completed", "failed"), timeout=30)
     assert failed["status"] == "failed" and failed["error"]["code"] == "worker_lost", failed

@@ -32,7 +32,7 @@ def test_lost_job_is_found_while_every_live_worker_is_busy(private_db: dict[str,
     wait_until(lambda: long_job.get_status(refresh=True) == "started", timeout=20)
     victim = spawn_worker(private_db)
     job = jobs.submit({**SLOW, "max_retries": 2})
-    jobs.wait(job["id"], ("started",))
+    jobs.wait_laying_out(job["id"])
     killed_at = time.monotonic()
     kill_tree(victim.pid)
 
