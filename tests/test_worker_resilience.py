@@ -10,6 +10,7 @@ from typing import Callable
 import pytest
 from redis import Redis
 from rq import Queue
+from rq.command import send_stop_job_command
 from rq.job import Job
 from rq.registry import CanceledJobRegistry
 
@@ -28,7 +29,8 @@ def test_lost_job_is_found_while_every_live_worker_is_busy(private_db: dict[str,
     """A busy worker's parent still runs maintenance, so a dead worker's job is re-queued before anyone is free."""
     connection = Redis.from_url(private_db["REDIS_URL"])
     spawn_worker(private_db)
-    long_job = Queue("urgent", connection=connection).enqueue(PAUSE, 30, job_timeout=120)
+    # Busy for longer than a loaded machine takes to start a second worker and find the lost job; stopped below.
+    long_job = Queue("urgent", connection=connection).enqueue(PAUSE, 150, job_timeout=200)
     wait_until(lambda: long_job.get_status(refresh=True) == "started", timeout=20)
     victim = spawn_worker(private_db)
     job = jobs.submit({**SLOW, "max_retries": 2})
@@ -44,6 +46,7 @@ def test_lost_job_is_found_while_every_live_worker_is_busy(private_db: dict[str,
     assert time.monotonic() - killed_at < 28
     assert long_job.get_status(refresh=True) == "started", "found while the only live worker was still busy"
     assert found["status"] == "retrying" and found["attempts"] == 1
+    send_stop_job_command(connection, long_job.id)
     assert jobs.wait(job["id"], timeout=90)["status"] == "completed"
 
 
