@@ -60,9 +60,9 @@ class PdfWorker(Worker):
         self._shutdown_timer: threading.Timer | None = None
         self._requeue_on_shutdown = False
         self._registered_until = 0.0
+        """When (time.monotonic()) the registration key expires after the last heartbeat sent."""
         self._attempts_before_fork = 0
         """The current job's recorded attempts when its horse was forked: the horse adds its own."""
-        """When (time.monotonic()) the registration key expires after the last heartbeat sent."""
 
     def register_birth(self) -> None:
         # RQ gives a new registration worker_ttl + 60 s: a worker killed before its first beat would count that long.
